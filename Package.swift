@@ -1,0 +1,62 @@
+// swift-tools-version: 6.0
+import PackageDescription
+import Foundation
+
+// The SIMD kernel only becomes vector code when the compiler may use the vector ISA: without
+// a target CPU, SIMD16<Float>.addProduct lowers to 16 scalar fmaf calls. Haswell (AVX2 + FMA,
+// the x86-64-v3 level) is the default: on AMD Zen 4 the 512-bit FMAs are double-pumped 256-bit
+// ones, so it loses no peak there and still runs on every AVX2 server. SCENESCORE_TARGET_CPU
+// (any LLVM CPU name, e.g. znver4, skylake-avx512) overrides it; the binary checks the running
+// CPU against the level it was built for at start-up (Sources/scenescore/CPUFeatures.swift).
+let targetCPU = ProcessInfo.processInfo.environment["SCENESCORE_TARGET_CPU"] ?? "haswell"
+let avx512CPUs: Set<String> = ["skylake-avx512", "skx", "cascadelake", "cooperlake", "icelake-server",
+                               "icelake-client", "tigerlake", "sapphirerapids", "emeraldrapids",
+                               "graniterapids", "znver4", "znver5"]
+let vectorISA: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", targetCPU], .when(platforms: [.linux])),
+    .define("SCENESCORE_AVX2", .when(platforms: [.linux])),
+] + (avx512CPUs.contains(targetCPU) ? [.define("SCENESCORE_AVX512", .when(platforms: [.linux]))] : [])
+
+let package = Package(
+    name: "SceneScore",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "scenescore", targets: ["scenescore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // C libraries from Debian, and the one-line wrappers for macros Swift cannot import.
+        .systemLibrary(name: "CNGHTTP2", path: "Sources/CNGHTTP2", pkgConfig: "libnghttp2",
+                       providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .target(name: "CShims", dependencies: ["COpenSSL", "CNGHTTP2"], path: "Sources/CShims"),
+
+        .target(name: "Kernels", path: "Sources/Kernels", swiftSettings: vectorISA),
+        .target(name: "Model", dependencies: ["Kernels", "COpenSSL"], path: "Sources/Model",
+                swiftSettings: vectorISA),
+        .target(name: "Bench", dependencies: ["Kernels", "Model"], path: "Sources/Bench",
+                swiftSettings: vectorISA),
+        .executableTarget(
+            name: "scenescore",
+            dependencies: [
+                "Kernels", "Model", "Bench", "CShims",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/scenescore",
+            swiftSettings: vectorISA),
+
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], path: "Tests/KernelsTests",
+                    swiftSettings: vectorISA),
+        .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests",
+                    swiftSettings: vectorISA),
+    ]
+)

@@ -1,0 +1,48 @@
+#include "CShims.h"
+
+uint32_t scenescore_cpu_features(void) {
+    uint32_t f = 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) f |= SCENESCORE_CPU_AVX2;
+    if (__builtin_cpu_supports("fma")) f |= SCENESCORE_CPU_FMA;
+    if (__builtin_cpu_supports("bmi2")) f |= SCENESCORE_CPU_BMI2;
+    if (__builtin_cpu_supports("f16c")) f |= SCENESCORE_CPU_F16C;
+    if (__builtin_cpu_supports("avx512f")) f |= SCENESCORE_CPU_AVX512F;
+    if (__builtin_cpu_supports("avx512bw")) f |= SCENESCORE_CPU_AVX512BW;
+    if (__builtin_cpu_supports("avx512vl")) f |= SCENESCORE_CPU_AVX512VL;
+    if (__builtin_cpu_supports("avx512dq")) f |= SCENESCORE_CPU_AVX512DQ;
+#endif
+    return f;
+}
+
+int scenescore_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
+    return (int)SSL_CTX_set_min_proto_version(ctx, version);
+}
+
+long scenescore_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+
+// RFC 9113 §9.2: no TLS compression, no renegotiation; prefer the server's AEAD order.
+uint64_t scenescore_SSL_CTX_set_rfc9113_options(SSL_CTX *ctx) {
+    return SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                        SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+}
+
+long scenescore_SSL_CTX_set_session_cache_server(SSL_CTX *ctx) {
+    return SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+}
+
+long scenescore_BIO_set_mem_eof_return(BIO *bio, int value) {
+    return BIO_set_mem_eof_return(bio, value);
+}
+
+long scenescore_SSL_set_tlsext_host_name(SSL *ssl, const char *name) {
+    return SSL_set_tlsext_host_name(ssl, name);
+}
+
+int scenescore_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
+
+long scenescore_SSL_MODE_release_buffers_and_partial_write(void) {
+    return SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+           SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
+}
