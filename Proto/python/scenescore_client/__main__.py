@@ -1,4 +1,4 @@
-"""Command line: ``python -m scenescore_client {score,scenes,health} ...``.
+"""Command line: ``python -m scenescore_client {score,scenes,health,dump} ...``.
 
 Example::
 
@@ -7,7 +7,8 @@ Example::
 
 ``score`` sends a random request shaped like the scene's schema (taken from
 ``GET /v1/scenes`` unless all four ``--context-ids/--context-dense/--item-ids/
---item-dense`` counts are given) and prints the scores as a table.
+--item-dense`` counts are given) and prints the scores as a table. ``dump FILE``
+prints an annotated hex dump of a request or response body.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import httpx
 import numpy as np
 
 from .client import ClientError, ProblemError, ScoreClient
+from .dump import annotate
 from .wire import ScoreResponse, WireError
 
 
@@ -104,6 +106,12 @@ def _cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dump(args: argparse.Namespace) -> int:
+    with open(args.file, "rb") as body:
+        print(annotate(body.read()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scenescore_client", description=__doc__.split("\n")[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -127,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     scenes.set_defaults(run=_cmd_scenes)
     health = commands.add_parser("health", parents=[common], help="check readiness")
     health.set_defaults(run=_cmd_health)
+    dump = commands.add_parser("dump", help="annotated hex dump of a request or response body")
+    dump.add_argument("file", help="a .bin body")
+    dump.set_defaults(run=_cmd_dump)
     return parser
 
 
@@ -137,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProblemError as error:
         print(f"error: HTTP {error.status} {error.slug}: {error.detail}", file=sys.stderr)
         return 1
-    except (ClientError, WireError) as error:
+    except (ClientError, WireError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except httpx.HTTPError as error:

@@ -750,12 +750,15 @@ def request_from_json(
 ) -> ScoreRequest:
     """Validate a JSON request object (already parsed) and convert it to a :class:`ScoreRequest`.
 
-    Applies the JSON rules of WIRE.md. Without a scene schema at hand, candidates
-    whose id or dense counts differ from candidate 0 raise a 422 ``schema-mismatch``.
+    Applies the JSON rules of WIRE.md in its order: members of the top-level object,
+    then ``scene``, ``request_id``, ``context`` and ``candidates`` (count, limit, then
+    each candidate). Without a scene schema at hand, candidates whose id or dense
+    counts differ from candidate 0 raise a 422 ``schema-mismatch``.
     """
     top = _json_members(obj, "request", {"scene", "request_id", "context", "candidates"}, {"scene", "candidates"})
     if not isinstance(top["scene"], str):
         raise WireError("request.scene: expected a string")
+    scene = validate_scene_name(top["scene"].encode("utf-8"))
     request_id = top.get("request_id", 0)
     if isinstance(request_id, bool) or not isinstance(request_id, int) or not 0 <= request_id <= U64_MAX:
         raise WireError(f"request.request_id: expected an integer in 0...{U64_MAX}")
@@ -780,7 +783,6 @@ def request_from_json(
         members = _json_members(candidate, where, {"ids", "dense"}, set())
         rows_ids.append(_json_ids(members.get("ids", []), where + ".ids"))
         rows_dense.append(_json_dense(members.get("dense", []), where + ".dense"))
-    scene = validate_scene_name(top["scene"].encode("utf-8"))
     for index in range(1, len(candidates)):
         for what, rows in (("ids", rows_ids), ("dense values", rows_dense)):
             if len(rows[index]) != len(rows[0]):

@@ -1,0 +1,100 @@
+import Foundation
+
+/// The model the server ships with until trained weights replace it: the default backbone
+/// schema and heads for apparel, electronics and beauty, with weights drawn deterministically
+/// from a seed (He-scaled), so every machine builds the same bytes.
+public enum DefaultModel {
+    public static let scenes = ["apparel", "electronics", "beauty"]
+
+    public static let backboneSpec = BackboneSpec(
+        contextFields: [FieldSpec(name: "user", vocab: 65536, dim: 16)],
+        contextDense: 4,
+        itemFields: [FieldSpec(name: "item", vocab: 65536, dim: 16),
+                     FieldSpec(name: "category", vocab: 1024, dim: 8),
+                     FieldSpec(name: "brand", vocab: 8192, dim: 8)],
+        itemDense: 17,
+        hidden: [256, 128])
+
+    public static func headSpec(scene: String, input: Int = backboneSpec.outputWidth) -> HeadSpec {
+        HeadSpec(scene: scene, version: "\(scene)-1", input: input, bottleneck: 32, tower: [64],
+                 outputs: ["click", "purchase"])
+    }
+
+    /// Writes backbone.safetensors and heads/<scene>.safetensors under `directory`.
+    public static func write(to directory: String, seed: UInt64 = 2026) throws {
+        try FileManager.default.createDirectory(atPath: directory + "/heads", withIntermediateDirectories: true)
+        try writeBackbone(backboneSpec, seed: seed, to: directory + "/backbone.safetensors")
+        for (i, scene) in scenes.enumerated() {
+            try writeHead(headSpec(scene: scene), seed: seed &+ UInt64(i + 1) &* 7919,
+                          to: directory + "/heads/\(scene).safetensors")
+        }
+    }
+
+    public static func writeBackbone(_ spec: BackboneSpec, seed: UInt64, to path: String) throws {
+        var rng = DeterministicNormal(seed: seed)
+        var tensors: [SafeTensorsWriter.Tensor] = []
+        for f in spec.contextFields + spec.itemFields {
+            tensors.append(.init(name: "embedding.\(f.name)", shape: [f.vocab, f.dim],
+                                 values: rng.normals(f.vocab * f.dim, scale: 0.5)))
+        }
+        var width = spec.contextWidth + spec.itemWidth
+        for (i, out) in spec.hidden.enumerated() {
+            tensors.append(.init(name: "mlp.\(i).weight", shape: [out, width],
+                                 values: rng.normals(out * width, scale: (2.0 / Float(width)).squareRoot())))
+            tensors.append(.init(name: "mlp.\(i).bias", shape: [out], values: rng.normals(out, scale: 0.01)))
+            width = out
+        }
+        try SafeTensorsWriter.write(tensors, metadata: metadata(kind: "backbone", spec: spec), to: path)
+    }
+
+    public static func writeHead(_ spec: HeadSpec, seed: UInt64, to path: String) throws {
+        var rng = DeterministicNormal(seed: seed)
+        var tensors: [SafeTensorsWriter.Tensor] = []
+        func linear(_ name: String, out: Int, in k: Int, bias: Float = 0) {
+            tensors.append(.init(name: "\(name).weight", shape: [out, k],
+                                 values: rng.normals(out * k, scale: (2.0 / Float(k)).squareRoot())))
+            tensors.append(.init(name: "\(name).bias", shape: [out], values: [Float](repeating: bias, count: out)))
+        }
+        linear("adapter.down", out: spec.bottleneck, in: spec.input)
+        linear("adapter.up", out: spec.input, in: spec.bottleneck)
+        var width = spec.input
+        for (j, t) in spec.tower.enumerated() { linear("tower.\(j)", out: t, in: width); width = t }
+        // Start output biases near a 7 % click rate, as a trained head would sit.
+        linear("output", out: spec.outputs.count, in: width, bias: -2.6)
+        try SafeTensorsWriter.write(tensors, metadata: metadata(kind: "head", spec: spec), to: path)
+    }
+
+    static func metadata<S: Encodable>(kind: String, spec: S) throws -> [String: String] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return ["scenescore.format": "1", "scenescore.kind": kind,
+                "scenescore.spec": String(decoding: try encoder.encode(spec), as: UTF8.self),
+                "scenescore.training": #"{"source":"DefaultModel (seeded random weights, not trained)"}"#]
+    }
+}
+
+/// Seeded normal deviates (SplitMix64 + Box–Muller): the same numbers on every machine.
+struct DeterministicNormal {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func nextUniform() -> Double {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return (Double(z >> 11) + 0.5) / Double(1 << 53)
+    }
+
+    mutating func normals(_ count: Int, scale: Float) -> [Float] {
+        var out = [Float]()
+        out.reserveCapacity(count)
+        while out.count < count {
+            let r = (-2 * Foundation.log(nextUniform())).squareRoot(), theta = 2 * Double.pi * nextUniform()
+            out.append(Float(r * Foundation.cos(theta)) * scale)
+            if out.count < count { out.append(Float(r * Foundation.sin(theta)) * scale) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,161 @@
+import Kernels
+
+/// One request's features, read in place from the request body: little-endian u32 ids and
+/// f32 dense values, at any alignment.
+public struct ScoringInput {
+    public let candidates: Int
+    public let contextIDs: UnsafeRawBufferPointer
+    public let contextDense: UnsafeRawBufferPointer
+    public let itemIDs: UnsafeRawBufferPointer
+    public let itemDense: UnsafeRawBufferPointer
+
+    public init(candidates: Int, contextIDs: UnsafeRawBufferPointer, contextDense: UnsafeRawBufferPointer,
+                itemIDs: UnsafeRawBufferPointer, itemDense: UnsafeRawBufferPointer) {
+        self.candidates = candidates
+        self.contextIDs = contextIDs
+        self.contextDense = contextDense
+        self.itemIDs = itemIDs
+        self.itemDense = itemDense
+    }
+}
+
+/// A request whose feature counts don't match the backbone's schema.
+public struct SchemaMismatch: Error, CustomStringConvertible, Equatable, Sendable {
+    /// e.g. "context has 2 ids", "candidates have 12 dense values"
+    public let what: String
+    /// e.g. "expects 1"
+    public let expected: String
+    public var description: String { "\(what), \(expected)" }
+}
+
+/// Scratch memory for forward passes, grown on demand and reused, so a request allocates
+/// nothing once the workspace has seen its size. One per thread; not shareable.
+public final class ForwardWorkspace {
+    private var buffers: [UnsafeMutablePointer<Float>] = []
+    private var capacities: [Int] = []
+
+    public init() {}
+
+    deinit { buffers.forEach { $0.deallocate() } }
+
+    /// Buffer `slot` with room for at least `count` floats (contents undefined).
+    func buffer(_ slot: Int, count: Int) -> UnsafeMutablePointer<Float> {
+        while buffers.count <= slot {
+            buffers.append(UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64).bindMemory(to: Float.self, capacity: 16))
+            capacities.append(16)
+        }
+        if capacities[slot] < count {
+            buffers[slot].deallocate()
+            let grown = max(count, capacities[slot] * 2)
+            buffers[slot] = UnsafeMutableRawPointer.allocate(byteCount: grown * 4, alignment: 64).bindMemory(to: Float.self, capacity: grown)
+            capacities[slot] = grown
+        }
+        return buffers[slot]
+    }
+}
+
+/// The forward pass of backbone + head (Proto/MODEL-FORMAT.md, "Forward pass").
+public enum Forward {
+    /// Checks `input`'s counts against the backbone's schema.
+    public static func validate(_ input: ScoringInput, against spec: BackboneSpec) throws(SchemaMismatch) {
+        let contextIDs = input.contextIDs.count / 4, contextDense = input.contextDense.count / 4
+        if contextIDs != spec.contextFields.count {
+            throw SchemaMismatch(what: "context has \(contextIDs) ids", expected: "expects \(spec.contextFields.count) (\(spec.contextFields.map(\.name).joined(separator: ", ")))")
+        }
+        if contextDense != spec.contextDense {
+            throw SchemaMismatch(what: "context has \(contextDense) dense values", expected: "expects \(spec.contextDense)")
+        }
+        let n = max(input.candidates, 1)
+        let itemIDs = input.itemIDs.count / 4 / n, itemDense = input.itemDense.count / 4 / n
+        if itemIDs != spec.itemFields.count {
+            throw SchemaMismatch(what: "candidates have \(itemIDs) ids each", expected: "expects \(spec.itemFields.count) (\(spec.itemFields.map(\.name).joined(separator: ", ")))")
+        }
+        if itemDense != spec.itemDense {
+            throw SchemaMismatch(what: "candidates have \(itemDense) dense values each", expected: "expects \(spec.itemDense)")
+        }
+    }
+
+    /// Scores `input` into `out` (candidates × outputs, row-major). Counts must be valid
+    /// (`validate`); this precondition-checks sizes only.
+    public static func score(_ input: ScoringInput, backbone: Backbone, head: AdapterHead,
+                             workspace ws: ForwardWorkspace, into out: UnsafeMutableBufferPointer<Float>) {
+        let spec = backbone.spec, n = input.candidates
+        precondition(out.count >= n * head.spec.outputs.count, "score: output buffer too small")
+        if n == 0 { return }
+        let h0 = spec.hidden[0]
+
+        // Layer 0, context part, once per request: c0 = W0[:, context] · context + b0.
+        let c0 = ws.buffer(0, count: h0)
+        if let l0c = backbone.layer0Context {
+            let ctx = ws.buffer(1, count: spec.contextWidth)
+            var col = 0
+            for (f, field) in spec.contextFields.enumerated() {
+                let id = UInt32(littleEndian: input.contextIDs.loadUnaligned(fromByteOffset: 4 * f, as: UInt32.self))
+                gatherRow(backbone.contextTables[f], field: field, id: id, into: ctx + col)
+                col += field.dim
+            }
+            copyFloats(input.contextDense, count: spec.contextDense, into: ctx + col)
+            GEMM.multiply(ctx, rows: 1, stride: spec.contextWidth, by: l0c, activation: .identity, into: c0, stride: h0)
+        } else {
+            for j in 0..<h0 { c0[j] = backbone.layer0Bias[j] }
+        }
+
+        // Layer 0, item part, for all candidates at once, with c0 as a per-request bias.
+        let iw = spec.itemWidth
+        let x = ws.buffer(1, count: n * iw)
+        for c in 0..<n {
+            let row = x + c * iw
+            var col = 0
+            for (f, field) in spec.itemFields.enumerated() {
+                let id = UInt32(littleEndian: input.itemIDs.loadUnaligned(fromByteOffset: 4 * (c * spec.itemFields.count + f), as: UInt32.self))
+                gatherRow(backbone.itemTables[f], field: field, id: id, into: row + col)
+                col += field.dim
+            }
+            copyFloats(UnsafeRawBufferPointer(rebasing: input.itemDense[(4 * c * spec.itemDense)...]), count: spec.itemDense, into: row + col)
+        }
+        var z = ws.buffer(2, count: n * h0)
+        GEMM.multiply(x, rows: n, stride: iw, by: backbone.layer0Item, bias: c0, activation: .relu, into: z, stride: h0)
+
+        // Layers 1…, ping-ponging between two buffers.
+        var width = h0
+        var spare = 3
+        for layer in backbone.layers {
+            let next = ws.buffer(spare, count: n * layer.n)
+            GEMM.multiply(z, rows: n, stride: width, by: layer, activation: .relu, into: next, stride: layer.n)
+            spare = spare == 3 ? 2 : 3
+            z = next
+            width = layer.n
+        }
+        // z is h (n × width). Head: a = relu(D h + bD); h' = h + U a + bU, written over h.
+        let a = ws.buffer(4, count: n * head.down.n)
+        GEMM.multiply(z, rows: n, stride: width, by: head.down, activation: .relu, into: a, stride: head.down.n)
+        GEMM.multiply(a, rows: n, stride: head.down.n, by: head.up, addend: z, addendStride: width,
+                      activation: .identity, into: z, stride: width)
+        var t = z
+        var tWidth = width
+        var slot = 5
+        for layer in head.tower {
+            let next = ws.buffer(slot, count: n * layer.n)
+            GEMM.multiply(t, rows: n, stride: tWidth, by: layer, activation: .relu, into: next, stride: layer.n)
+            slot = slot == 5 ? 6 : 5
+            t = next
+            tWidth = layer.n
+        }
+        GEMM.multiply(t, rows: n, stride: tWidth, by: head.output, activation: .sigmoid,
+                      into: out.baseAddress!, stride: head.output.n)
+    }
+
+    @inline(__always)
+    static func gatherRow(_ table: [Float], field: FieldSpec, id: UInt32, into dst: UnsafeMutablePointer<Float>) {
+        let row = Int(fmix32(id) % UInt32(field.vocab))
+        table.withUnsafeBufferPointer { t in
+            (dst).update(from: t.baseAddress! + row * field.dim, count: field.dim)
+        }
+    }
+
+    @inline(__always)
+    static func copyFloats(_ src: UnsafeRawBufferPointer, count: Int, into dst: UnsafeMutablePointer<Float>) {
+        precondition(src.count >= count * 4, "score: dense section shorter than the schema")
+        if count > 0 { UnsafeMutableRawPointer(dst).copyMemory(from: src.baseAddress!, byteCount: count * 4) }
+    }
+}
