@@ -4,6 +4,9 @@
     python3 Proto/python/make_golden.py            # (re)write Proto/golden/
     python3 Proto/python/make_golden.py --check    # exit 1 unless the files match
 
+With the default output directory it also refreshes (or checks) the annotated
+hex dumps in Proto/WIRE.md, the ``<!-- annotate: golden/<file> -->`` blocks.
+
 Every value comes from a SplitMix64 generator with a fixed seed, implemented here
 so the output does not depend on the Python or numpy version. Dense values and
 scores are multiples of 1/64 and 1/256, so their JSON decimals are exact.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import struct
 import sys
 from dataclasses import dataclass
@@ -30,8 +34,11 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 
 from scenescore_client import wire  # noqa: E402
+from scenescore_client.dump import annotate  # noqa: E402
 
 DEFAULT_OUT = HERE.parent / "golden"
+WIRE_DOC = HERE.parent / "WIRE.md"
+_ANNOTATE_BLOCK = re.compile(r"(<!-- annotate: golden/([\w./-]+) -->\n```text\n)(.*?)(```)", re.S)
 SEED = 0x5CE7E5C0DE
 
 
@@ -105,7 +112,7 @@ def request_vectors(rng: SplitMix64) -> list[Vector]:
         item_dense=rng.dense(4, 5),
     )
     odd = wire.ScoreRequest(
-        scene="toys",
+        scene="toys_kids",
         request_id=wire.U64_MAX,
         context_ids=rng.ids(3),
         context_dense=rng.dense(0),
@@ -130,7 +137,7 @@ def request_vectors(rng: SplitMix64) -> list[Vector]:
         ),
         Vector(
             "request-odd",
-            "3 candidates, 0 context dense, odd counts (3 ctx ids, 5 item ids, 7 item dense), request_id 2^64-1",
+            "3 candidates, 0 context dense, odd counts (9-byte scene, 3 ctx ids, 5 item ids, 7 item dense), request_id 2^64-1",
             odd,
         ),
         Vector(
@@ -348,6 +355,18 @@ def build_files() -> dict[str, bytes]:
     return files
 
 
+def refresh_doc(text: str, files: dict[str, bytes]) -> str:
+    """``text`` with every annotate block replaced by the dump of the golden file it names."""
+
+    def replace(match: re.Match) -> str:
+        name = match.group(2)
+        if name not in files:
+            raise RuntimeError(f"{WIRE_DOC.name} annotates golden/{name}, which is not generated")
+        return match.group(1) + annotate(files[name]) + "\n" + match.group(4)
+
+    return _ANNOTATE_BLOCK.sub(replace, text)
+
+
 def check(out: Path, files: dict[str, bytes]) -> list[str]:
     """Differences between ``files`` and the directory ``out`` (empty when identical)."""
     problems = []
@@ -380,8 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="verify instead of writing; exit 1 on any difference")
     args = parser.parse_args(argv)
     files = build_files()
+    with_doc = args.out.resolve() == DEFAULT_OUT.resolve()
+    doc = WIRE_DOC.read_text() if with_doc else ""
     if args.check:
         problems = check(args.out, files)
+        if with_doc and refresh_doc(doc, files) != doc:
+            problems.append(f"differs: annotated dumps in {WIRE_DOC.name}")
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
@@ -390,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(files)} golden files up to date in {args.out}")
         return 0
     write(args.out, files, print)
+    if with_doc and refresh_doc(doc, files) != doc:
+        WIRE_DOC.write_text(refresh_doc(doc, files))
+        print(f"wrote annotated dumps in {WIRE_DOC}")
     stale = [p for p in check(args.out, files) if p.startswith("not generated")]
     for problem in stale:
         print(f"warning: {problem}", file=sys.stderr)

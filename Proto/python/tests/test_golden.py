@@ -1,7 +1,6 @@
 """The committed golden vectors decode to their JSON twins and re-encode byte for byte."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

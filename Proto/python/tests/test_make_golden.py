@@ -43,3 +43,14 @@ def test_check_reports_modified_missing_and_stale_files(tmp_path):
     assert "differs: request-1cand.bin" in result.stderr
     assert "missing: response-1cand.json" in result.stderr
     assert "not generated (stale?): invalid/extra.bin" in result.stderr
+
+
+def test_wire_doc_dumps_are_refreshed_from_the_golden_files():
+    import make_golden
+
+    files = make_golden.build_files()
+    doc = make_golden.WIRE_DOC.read_text()
+    assert doc.count("<!-- annotate: golden/") >= 2
+    assert make_golden.refresh_doc(doc, files) == doc
+    stale = doc.replace('; magic "SSQ1"', '; magic "XXXX"', 1)
+    assert stale != doc and make_golden.refresh_doc(stale, files) == doc

@@ -1,0 +1,109 @@
+import Foundation
+import Kernels
+import Model
+
+/// `scenescore bench model`: one request's forward pass (backbone + head) on one core.
+public struct ModelReport: Encodable, Sendable {
+    public struct Row: Encodable, Sendable {
+        public let candidates: Int
+        public let microsecondsPerRequest: Double
+        public let candidatesPerSecond: Double
+        /// Forward-pass GFLOP/s (the GEMMs' 2·M·N·K; gathers and epilogues count as overhead).
+        public let forwardGFLOPS: Double
+        /// The kernel alone on the same sequence of layer shapes.
+        public let kernelGFLOPS: Double
+        public var fractionOfKernel: Double { forwardGFLOPS / kernelGFLOPS }
+        enum CodingKeys: String, CodingKey { case candidates, microsecondsPerRequest, candidatesPerSecond, forwardGFLOPS, kernelGFLOPS, fractionOfKernel }
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(candidates, forKey: .candidates)
+            try c.encode(microsecondsPerRequest, forKey: .microsecondsPerRequest)
+            try c.encode(candidatesPerSecond, forKey: .candidatesPerSecond)
+            try c.encode(forwardGFLOPS, forKey: .forwardGFLOPS)
+            try c.encode(kernelGFLOPS, forKey: .kernelGFLOPS)
+            try c.encode(fractionOfKernel, forKey: .fractionOfKernel)
+        }
+    }
+    public let model: String
+    public let rows: [Row]
+
+    public static func measure(modelDirectory: String, scene: String?, candidates: [Int] = [1, 16, 256]) throws -> ModelReport {
+        let set = try ModelSet(directory: modelDirectory)
+        guard let head = scene.flatMap({ set.heads[$0] }) ?? set.heads.values.sorted(by: { $0.spec.scene < $1.spec.scene }).first else {
+            throw PythonReference.Failure(description: "no head in \(modelDirectory)/heads")
+        }
+        let spec = set.backbone.spec
+        var rng = SplitMix64(seed: 1)
+        var rows: [Row] = []
+        let ws = ForwardWorkspace()
+        for n in candidates {
+            let ctxIDs = (0..<spec.contextFields.count).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
+            let ctxDense = (0..<spec.contextDense).map { _ in rng.nextFloat() }
+            let itemIDs = (0..<(n * spec.itemFields.count)).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
+            let itemDense = (0..<(n * spec.itemDense)).map { _ in rng.nextFloat() }
+            var out = [Float](repeating: 0, count: n * head.spec.outputs.count)
+            let seconds = ctxIDs.withUnsafeBytes { ci in ctxDense.withUnsafeBytes { cd in
+                itemIDs.withUnsafeBytes { ii in itemDense.withUnsafeBytes { id in
+                    out.withUnsafeMutableBufferPointer { o in
+                        let input = ScoringInput(candidates: n, contextIDs: ci, contextDense: cd, itemIDs: ii, itemDense: id)
+                        return medianSecondsPerCall(minSeconds: 0.2) {
+                            Forward.score(input, backbone: set.backbone, head: head, workspace: ws, into: o)
+                        }
+                    }
+                }}
+            }}
+            let shapes = layerShapes(spec, head.spec, candidates: n)
+            let flops = shapes.reduce(0.0) { $0 + 2.0 * Double($1.m * $1.k * $1.n) }
+            let kernelSeconds = kernelTime(shapes)
+            rows.append(Row(candidates: n, microsecondsPerRequest: seconds * 1e6,
+                            candidatesPerSecond: Double(n) / seconds,
+                            forwardGFLOPS: flops / seconds / 1e9, kernelGFLOPS: flops / kernelSeconds / 1e9))
+        }
+        return ModelReport(model: "\(modelDirectory) (scene \(head.spec.scene), head \(head.spec.version))", rows: rows)
+    }
+
+    /// The GEMMs of one forward pass, in order (M, K, N).
+    static func layerShapes(_ b: BackboneSpec, _ h: HeadSpec, candidates n: Int) -> [KernelBenchmark.Shape] {
+        var shapes = [KernelBenchmark.Shape(m: 1, k: b.contextWidth, n: b.hidden[0]),
+                      KernelBenchmark.Shape(m: n, k: b.itemWidth, n: b.hidden[0])]
+        var width = b.hidden[0]
+        for w in b.hidden.dropFirst() { shapes.append(.init(m: n, k: width, n: w)); width = w }
+        shapes.append(.init(m: n, k: width, n: h.bottleneck))
+        shapes.append(.init(m: n, k: h.bottleneck, n: width))
+        for t in h.tower { shapes.append(.init(m: n, k: width, n: t)); width = t }
+        shapes.append(.init(m: n, k: width, n: h.outputs.count))
+        return shapes
+    }
+
+    /// Seconds for the kernel alone to run `shapes` once (ReLU epilogue, warm caches).
+    static func kernelTime(_ shapes: [KernelBenchmark.Shape]) -> Double {
+        let setups = shapes.map { s -> (PackedWeights, [Float], [Float]) in
+            let w = [Float](repeating: 0.01, count: s.k * s.n)
+            return (w.withUnsafeBufferPointer { PackedWeights(outByIn: $0, out: s.n, in: s.k) },
+                    [Float](repeating: 0.5, count: s.m * s.k), [Float](repeating: 0, count: s.m * s.n))
+        }
+        var outputs = setups.map(\.2)
+        return medianSecondsPerCall(minSeconds: 0.2) {
+            for i in setups.indices {
+                let s = shapes[i]
+                setups[i].1.withUnsafeBufferPointer { a in
+                    outputs[i].withUnsafeMutableBufferPointer { c in
+                        GEMM.multiply(a.baseAddress!, rows: s.m, stride: s.k, by: setups[i].0, activation: .relu,
+                                      into: c.baseAddress!, stride: s.n)
+                    }
+                }
+            }
+        }
+    }
+
+    public var markdown: String {
+        var lines = ["| candidates | µs / request | candidates / s | forward GFLOP/s | kernel GFLOP/s (same shapes) | fraction |",
+                     "|---:|---:|---:|---:|---:|---:|"]
+        for r in rows {
+            lines.append("| \(r.candidates) | \(format(r.microsecondsPerRequest, 1)) | \(format(r.candidatesPerSecond, 0)) | "
+                         + "\(format(r.forwardGFLOPS, 1)) | \(format(r.kernelGFLOPS, 1)) | \(format(r.fractionOfKernel, 2)) |")
+        }
+        lines.append("\nmodel: \(model)")
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,85 @@
+import ArgumentParser
+import Foundation
+import Bench
+import Model
+
+struct ModelDirectoryOption: ParsableArguments {
+    @Option(help: "Model directory: backbone.safetensors and heads/*.safetensors.")
+    var modelDir = "var/models/default"
+
+    /// Builds the deterministic default model on first use, so a fresh clone can serve.
+    func ensureModel() throws {
+        if !FileManager.default.fileExists(atPath: modelDir + "/backbone.safetensors") {
+            print("building the default model in \(modelDir) (seeded, deterministic)")
+            try DefaultModel.write(to: modelDir)
+        }
+    }
+}
+
+struct ModelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model", abstract: "Model files.", subcommands: [ModelInit.self, ModelCheck.self])
+}
+
+struct ModelInit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init", abstract: "Write the default model (backbone + apparel, electronics, beauty heads).")
+    @Option(help: "Output directory.") var dir = "var/models/default"
+    @Option(help: "Seed for the weights.") var seed: UInt64 = 2026
+
+    func run() throws {
+        try DefaultModel.write(to: dir, seed: seed)
+        print("wrote \(dir)/backbone.safetensors and heads for \(DefaultModel.scenes.joined(separator: ", "))")
+    }
+}
+
+struct ModelCheck: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check", abstract: "Load and validate a model directory; print what it holds.")
+    @OptionGroup var model: ModelDirectoryOption
+
+    func run() throws {
+        let set = try ModelSet(directory: model.modelDir)
+        let b = set.backbone
+        print("backbone \(b.contentHash.prefix(12))  hidden \(b.spec.hidden)  \(b.byteCount / 1024) KiB")
+        for (scene, head) in set.heads.sorted(by: { $0.key < $1.key }) {
+            print("head \(scene)  version \(head.spec.version)  outputs \(head.spec.outputs)  \(head.byteCount / 1024) KiB")
+        }
+    }
+}
+
+struct ScoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "score", abstract: "Score a random sample request locally (no server) and print the scores.")
+    @OptionGroup var model: ModelDirectoryOption
+    @Option(help: "Scene.") var scene = "apparel"
+    @Option(help: "Number of candidates.") var candidates = 5
+    @Option(help: "Seed for the sample request.") var seed: UInt64 = 1
+
+    func run() throws {
+        try model.ensureModel()
+        let set = try ModelSet(directory: model.modelDir)
+        guard let head = set.heads[scene] else {
+            throw ValidationError("unknown scene '\(scene)'; known: \(set.heads.keys.sorted().joined(separator: ", "))")
+        }
+        let spec = set.backbone.spec
+        var rng = SplitMix64(seed: seed)
+        let ctxIDs = spec.contextFields.map { _ in UInt32.random(in: 0...UInt32.max, using: &rng) }
+        let ctxDense = (0..<spec.contextDense).map { _ in Float.random(in: -1...1, using: &rng) }
+        let itemIDs = (0..<(candidates * spec.itemFields.count)).map { _ in UInt32.random(in: 0...UInt32.max, using: &rng) }
+        let itemDense = (0..<(candidates * spec.itemDense)).map { _ in Float.random(in: -1...1, using: &rng) }
+        var out = [Float](repeating: 0, count: candidates * head.spec.outputs.count)
+        try ctxIDs.withUnsafeBytes { ci in try ctxDense.withUnsafeBytes { cd in
+            try itemIDs.withUnsafeBytes { ii in try itemDense.withUnsafeBytes { id in
+                let input = ScoringInput(candidates: candidates, contextIDs: ci, contextDense: cd, itemIDs: ii, itemDense: id)
+                try Forward.validate(input, against: spec)
+                out.withUnsafeMutableBufferPointer { Forward.score(input, backbone: set.backbone, head: head, workspace: ForwardWorkspace(), into: $0) }
+            }}
+        }}
+        print("scene \(scene), head \(head.spec.version), \(candidates) random candidates")
+        print((["candidate"] + head.spec.outputs).joined(separator: "\t"))
+        for c in 0..<candidates {
+            print(([String(c)] + (0..<head.spec.outputs.count).map { String(format: "%.5f", out[c * head.spec.outputs.count + $0]) }).joined(separator: "\t"))
+        }
+    }
+}

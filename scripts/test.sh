@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: Swift unit and end-to-end tests, then the Python reference tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+echo "== swift test"
+swift build --build-tests
+# The end-to-end tests start the real release server binary.
+swift build -c release --product scenescore
+swift test --skip-build 2>&1 | tee .build/swift-test.log
+grep -q "Test run with .* passed" .build/swift-test.log
+
+echo "== python reference tests"
+python3 -m pytest -q -p no:cacheprovider Proto/python/tests Tests/interop
