@@ -42,12 +42,34 @@ let package = Package(
         .target(name: "Kernels", path: "Sources/Kernels", swiftSettings: vectorISA),
         .target(name: "Model", dependencies: ["Kernels", "COpenSSL"], path: "Sources/Model",
                 swiftSettings: vectorISA),
+        .target(name: "Wire", path: "Sources/Wire"),
+        .target(name: "H2", dependencies: [
+            "CNGHTTP2", "COpenSSL", "CShims",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ], path: "Sources/H2"),
+        .target(name: "Scenes", dependencies: [
+            "Model", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], path: "Sources/Scenes"),
+        .target(name: "Server", dependencies: [
+            "Model", "Wire", "H2", "Scenes",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], path: "Sources/Server", swiftSettings: vectorISA),
         .target(name: "Bench", dependencies: ["Kernels", "Model"], path: "Sources/Bench",
                 swiftSettings: vectorISA),
         .executableTarget(
             name: "scenescore",
             dependencies: [
-                "Kernels", "Model", "Bench", "CShims",
+                "Kernels", "Model", "Bench", "CShims", "Server",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -56,6 +78,7 @@ let package = Package(
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], path: "Tests/KernelsTests",
                     swiftSettings: vectorISA),
+        .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests",
                     swiftSettings: vectorISA),
     ]

@@ -1,0 +1,337 @@
+import CNGHTTP2
+import NIOCore
+
+/// One nghttp2 server session: bytes in (`receive`), bytes out (`produceOutput`), requests
+/// handed to an `H2RequestHandler` as they complete.
+///
+/// nghttp2 calls back into Swift through the C functions at the bottom of this file; each finds
+/// this object with `Unmanaged.fromOpaque(user_data)`, unretained: the session object owns the
+/// nghttp2_session and deletes it in `deinit`, so the pointer is valid for every callback.
+/// Everything runs on the connection's event loop; nothing here is thread-safe.
+final class ServerSession {
+    /// Per-stream state, pooled: a stream's body buffer keeps its capacity for the next stream.
+    final class Stream {
+        var head = H2RequestHead()
+        var headerBytes = 0
+        var headerFields = 0
+        var body: [UInt8] = []
+        var openedAt = NIODeadline.now()
+        var requestComplete = false
+        var responded = false
+        var response: [UInt8] = []
+        var responseOffset = 0
+
+        func reset(id: Int32, now: NIODeadline) {
+            head = H2RequestHead()
+            head.streamID = id
+            headerBytes = 0
+            headerFields = 0
+            body.removeAll(keepingCapacity: body.capacity <= 1 << 20)
+            openedAt = now
+            requestComplete = false
+            responded = false
+            response = []
+            responseOffset = 0
+        }
+    }
+
+    enum Failure: Error, CustomStringConvertible {
+        case nghttp2(String, Int32)
+        var description: String {
+            switch self {
+            case .nghttp2(let what, let code): return "\(what): \(String(cString: nghttp2_strerror(code)))"
+            }
+        }
+    }
+
+    private var session: OpaquePointer!
+    private let handler: any H2RequestHandler
+    let limits: H2Limits
+    private var streams: [Int32: Stream] = [:]
+    private var pool: [Stream] = []
+    /// True once the client's preface and first SETTINGS arrived.
+    private(set) var sawClientSettings = false
+    /// When the last stream closed (or the session began): drives the idle timeout.
+    private(set) var idleSince = NIODeadline.now()
+    /// Called when the number of open streams changes (+1 / −1), for the in-flight gauge.
+    var onStreamCountChange: ((Int) -> Void)?
+
+    init(handler: any H2RequestHandler, limits: H2Limits) throws {
+        self.handler = handler
+        self.limits = limits
+        var callbacks: OpaquePointer?
+        nghttp2_session_callbacks_new(&callbacks)
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders)
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunkRecv)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+
+        var option: OpaquePointer?
+        nghttp2_option_new(&option)
+        defer { nghttp2_option_del(option) }
+        nghttp2_option_set_stream_reset_rate_limit(option, UInt64(limits.streamResetBurst), UInt64(limits.streamResetRate))
+        nghttp2_option_set_max_continuations(option, limits.maxContinuations)
+        nghttp2_option_set_max_settings(option, 32)
+        nghttp2_option_set_max_outbound_ack(option, 1000)
+
+        var s: OpaquePointer?
+        let rv = nghttp2_session_server_new2(&s, callbacks, nil, option)
+        guard rv == 0, let s else { throw Failure.nghttp2("nghttp2_session_server_new2", rv) }
+        session = s
+        nghttp2_session_set_user_data(s, Unmanaged.passUnretained(self).toOpaque())
+
+        var settings = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: UInt32(limits.maxConcurrentStreams)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(limits.maxHeaderListBytes)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(limits.initialWindowSize)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
+        ]
+        let srv = nghttp2_submit_settings(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
+        guard srv == 0 else { throw Failure.nghttp2("nghttp2_submit_settings", srv) }
+        // Let the connection window cover many streams' bodies at once.
+        _ = nghttp2_session_set_local_window_size(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(min(limits.initialWindowSize * 16, Int(Int32.max))))
+    }
+
+    deinit { nghttp2_session_del(session) }
+
+    /// Feeds received plaintext. Throws when the peer broke the protocol; nghttp2 has then
+    /// usually queued a GOAWAY, which the caller should still flush before closing.
+    func receive(_ bytes: UnsafeRawBufferPointer) throws {
+        guard bytes.count > 0 else { return }
+        let n = nghttp2_session_mem_recv(session, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
+        if n < 0 { throw Failure.nghttp2("receive", Int32(n)) }
+    }
+
+    /// Serialises pending frames into `sink`, up to about `limit` bytes. Returns bytes produced.
+    func produceOutput(limit: Int, _ sink: (UnsafeRawBufferPointer) -> Void) throws -> Int {
+        var total = 0
+        while total < limit {
+            var data: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(session, &data)
+            if n < 0 { throw Failure.nghttp2("send", Int32(n)) }
+            if n == 0 { break }
+            sink(UnsafeRawBufferPointer(start: data, count: n))
+            total += n
+        }
+        return total
+    }
+
+    var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
+    var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
+    var openStreams: Int { streams.count }
+
+    /// Graceful GOAWAY: no new streams; open ones finish.
+    func goAway() {
+        _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                                  nghttp2_session_get_last_proc_stream_id(session), UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
+    }
+
+    /// Immediate GOAWAY with an error code; the connection closes once it is flushed.
+    func terminate(_ code: nghttp2_error_code) {
+        _ = nghttp2_session_terminate_session(session, code.rawValue)
+    }
+
+    /// Resets every stream whose request has not fully arrived by `deadline`. Returns how many.
+    func resetStalledStreams(openedBefore deadline: NIODeadline) -> Int {
+        var count = 0
+        for (id, stream) in streams where !stream.requestComplete && stream.openedAt < deadline {
+            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, UInt32(NGHTTP2_CANCEL.rawValue))
+            stream.requestComplete = true  // reset once
+            count += 1
+        }
+        return count
+    }
+
+    // MARK: - Callback bodies (called from the C trampolines below)
+
+    fileprivate func beginHeaders(streamID: Int32) {
+        let stream = pool.popLast() ?? Stream()
+        stream.reset(id: streamID, now: .now())
+        streams[streamID] = stream
+        onStreamCountChange?(1)
+    }
+
+    fileprivate func header(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Int32 {
+        guard let stream = streams[streamID] else { return 0 }
+        stream.headerBytes += name.count + value.count + 32
+        stream.headerFields += 1
+        if stream.headerBytes > limits.maxHeaderListBytes || stream.headerFields > limits.maxHeaderFields {
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue  // nghttp2 resets the stream
+        }
+        guard let first = name.first else { return 0 }
+        if first == UInt8(ascii: ":") {
+            if equals(name, ":method") { stream.head.method = String(decoding: value, as: UTF8.self) }
+            else if equals(name, ":path") { stream.head.path = String(decoding: value, as: UTF8.self) }
+            else if equals(name, ":authority") { stream.head.authority = String(decoding: value, as: UTF8.self) }
+        } else if first == UInt8(ascii: "c") {
+            if equals(name, "content-type") { stream.head.contentType = String(decoding: value, as: UTF8.self) }
+            else if equals(name, "content-length") { stream.head.contentLength = parseDecimal(value) }
+        }
+        return 0
+    }
+
+    fileprivate func frameReceived(type: UInt8, flags: UInt8, streamID: Int32) -> Int32 {
+        if type == UInt8(NGHTTP2_SETTINGS.rawValue) { sawClientSettings = true }
+        guard type == UInt8(NGHTTP2_HEADERS.rawValue) || type == UInt8(NGHTTP2_DATA.rawValue),
+              let stream = streams[streamID] else { return 0 }  // may arrive after close
+        if type == UInt8(NGHTTP2_HEADERS.rawValue), !stream.responded {
+            if let early = handler.precheck(stream.head) {
+                stream.requestComplete = true
+                return submit(early, on: stream)
+            }
+        }
+        if flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0, !stream.responded {
+            stream.requestComplete = true
+            let response = stream.body.withUnsafeBytes { handler.respond(to: stream.head, body: $0) }
+            return submit(response, on: stream)
+        }
+        return 0
+    }
+
+    fileprivate func dataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
+        guard let stream = streams[streamID], !stream.responded else { return 0 }
+        if stream.body.count + data.count > limits.maxBodyBytes {
+            stream.requestComplete = true
+            return submit(handler.bodyTooLarge(stream.head, limit: limits.maxBodyBytes), on: stream)
+        }
+        if stream.body.isEmpty, let declared = stream.head.contentLength, declared <= limits.maxBodyBytes {
+            stream.body.reserveCapacity(declared)
+        }
+        stream.body.append(contentsOf: data)
+        return 0
+    }
+
+    fileprivate func streamClosed(streamID: Int32) {
+        guard let stream = streams.removeValue(forKey: streamID) else { return }
+        stream.response = []
+        if pool.count < 64 { pool.append(stream) }
+        if streams.isEmpty { idleSince = .now() }
+        onStreamCountChange?(-1)
+    }
+
+    /// Reads the stream's response body for nghttp2's DATA frames.
+    fileprivate func readResponse(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
+                                  flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let stream = streams[streamID] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+        let n = min(length, stream.response.count - stream.responseOffset)
+        if n > 0 {
+            stream.response.withUnsafeBytes { src in
+                UnsafeMutableRawPointer(buffer).copyMemory(from: src.baseAddress! + stream.responseOffset, byteCount: n)
+            }
+            stream.responseOffset += n
+        }
+        if stream.responseOffset == stream.response.count { flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue) }
+        return n
+    }
+
+    private func submit(_ response: H2Response, on stream: ServerSession.Stream) -> Int32 {
+        stream.responded = true
+        stream.response = response.body
+        stream.responseOffset = 0
+        var fields: [(name: [UInt8], value: [UInt8])] = [(Array(":status".utf8), Array(String(response.status).utf8))]
+        for h in response.headers { fields.append((Array(h.name.utf8), Array(h.value.utf8))) }
+        if response.status != 204, response.status != 304 {
+            fields.append((Array("content-length".utf8), Array(String(response.body.count).utf8)))
+        }
+        return withHeaderVector(fields) { nva, count in
+            if response.body.isEmpty {
+                return nghttp2_submit_response(session, stream.head.streamID, nva, count, nil)
+            }
+            var provider = nghttp2_data_provider(source: nghttp2_data_source(fd: 0), read_callback: readResponseCallback)
+            return nghttp2_submit_response(session, stream.head.streamID, nva, count, &provider)
+        }
+    }
+}
+
+/// Builds an nghttp2_nv array over `fields` for the duration of `body`.
+private func withHeaderVector(_ fields: [(name: [UInt8], value: [UInt8])],
+                              _ body: (UnsafePointer<nghttp2_nv>, Int) -> Int32) -> Int32 {
+    // Copy into one buffer so every nv points into memory that lives through the call;
+    // nghttp2 copies names and values during nghttp2_submit_response.
+    let total = fields.reduce(0) { $0 + $1.name.count + $1.value.count }
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(total, 1)) { bytes in
+        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: fields.count) { nva in
+            var offset = 0
+            for (i, f) in fields.enumerated() {
+                let namePtr = bytes.baseAddress! + offset
+                for (j, b) in f.name.enumerated() { namePtr[j] = b }
+                offset += f.name.count
+                let valuePtr = bytes.baseAddress! + offset
+                for (j, b) in f.value.enumerated() { valuePtr[j] = b }
+                offset += f.value.count
+                nva[i] = nghttp2_nv(name: namePtr, value: valuePtr, namelen: f.name.count, valuelen: f.value.count,
+                                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            }
+            return body(UnsafePointer(nva.baseAddress!), fields.count)
+        }
+    }
+}
+
+@inline(__always)
+private func equals(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
+    guard bytes.count == literal.utf8CodeUnitCount else { return false }
+    return memcmp(bytes.baseAddress!, literal.utf8Start, bytes.count) == 0
+}
+
+private func parseDecimal(_ bytes: UnsafeRawBufferPointer) -> Int? {
+    guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+    var v = 0
+    for b in bytes {
+        guard b >= 0x30 && b <= 0x39 else { return nil }
+        v = v * 10 + Int(b - 0x30)
+    }
+    return v
+}
+
+// MARK: - C trampolines: check pointers, find the session, hand off.
+
+@inline(__always)
+private func sessionFrom(_ userData: UnsafeMutableRawPointer?) -> ServerSession? {
+    userData.map { Unmanaged<ServerSession>.fromOpaque($0).takeUnretainedValue() }
+}
+
+private func onBeginHeaders(_ s: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    guard let frame, let session = sessionFrom(userData),
+          frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
+          frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
+    session.beginHeaders(streamID: frame.pointee.hd.stream_id)
+    return 0
+}
+
+private func onHeader(_ s: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ name: UnsafePointer<UInt8>?, _ namelen: Int,
+                      _ value: UnsafePointer<UInt8>?, _ valuelen: Int, _ flags: UInt8, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    guard let frame, let session = sessionFrom(userData), let name, let value,
+          frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
+    return session.header(streamID: frame.pointee.hd.stream_id,
+                          name: UnsafeRawBufferPointer(start: name, count: namelen),
+                          value: UnsafeRawBufferPointer(start: value, count: valuelen))
+}
+
+private func onFrameRecv(_ s: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    guard let frame, let session = sessionFrom(userData) else { return 0 }
+    return session.frameReceived(type: frame.pointee.hd.type, flags: frame.pointee.hd.flags, streamID: frame.pointee.hd.stream_id)
+}
+
+private func onDataChunkRecv(_ s: OpaquePointer?, _ flags: UInt8, _ streamID: Int32, _ data: UnsafePointer<UInt8>?, _ len: Int,
+                             _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    guard let session = sessionFrom(userData), let data else { return 0 }
+    return session.dataChunk(streamID: streamID, UnsafeRawBufferPointer(start: data, count: len))
+}
+
+private func onStreamClose(_ s: OpaquePointer?, _ streamID: Int32, _ errorCode: UInt32, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    sessionFrom(userData)?.streamClosed(streamID: streamID)
+    return 0
+}
+
+private func readResponseCallback(_ s: OpaquePointer?, _ streamID: Int32, _ buf: UnsafeMutablePointer<UInt8>?, _ length: Int,
+                                  _ flags: UnsafeMutablePointer<UInt32>?, _ source: UnsafeMutablePointer<nghttp2_data_source>?,
+                                  _ userData: UnsafeMutableRawPointer?) -> Int {
+    guard let session = sessionFrom(userData), let buf, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    return session.readResponse(streamID: streamID, into: buf, length: length, flags: flags)
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

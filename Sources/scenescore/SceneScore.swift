@@ -1,0 +1,16 @@
+import ArgumentParser
+
+struct SceneScore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scenescore",
+        abstract: "A model server for e-commerce shopping-guide ranking.",
+        subcommands: [ServeCommand.self, ModelCommand.self, ScoreCommand.self, BenchCommand.self])
+}
+
+@main
+struct Main {
+    static func main() async {
+        CPUFeatures.requireBuildISA()
+        await SceneScore.main()
+    }
+}

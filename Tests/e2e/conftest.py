@@ -1,0 +1,323 @@
+"""Fixtures for the SceneScore end-to-end tests: certificates, the real server process, and a
+well-behaved background client.
+
+The server binary is `.build/release/scenescore` (override with SCENESCORE_BIN). Every test is
+skipped, with the reason, when it does not exist or has no `serve` command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from h2util import REPO, H2Conn, free_ports, make_certs  # noqa: E402
+
+BINARY = Path(os.environ.get("SCENESCORE_BIN", REPO / ".build" / "release" / "scenescore"))
+STARTUP_TIMEOUT = 60.0
+
+
+def _binary_problem() -> str | None:
+    if not BINARY.is_file() or not os.access(BINARY, os.X_OK):
+        return f"server binary {BINARY} does not exist (build it: swift build -c release --product scenescore)"
+    try:
+        result = subprocess.run([str(BINARY), "serve", "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"{BINARY} serve --help failed: {error!r}"
+    if result.returncode != 0:
+        return f"{BINARY} has no working 'serve' command (serve --help exited {result.returncode}: " \
+               f"{(result.stderr or result.stdout).strip()[:300]})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    problem = _binary_problem()
+    if problem is None:
+        return
+    marker = pytest.mark.skip(reason=problem)
+    for item in items:
+        item.add_marker(marker)
+
+
+# ---------------------------------------------------------------------------
+# The server process
+# ---------------------------------------------------------------------------
+
+
+class Server:
+    """One `scenescore serve` process with its ports, working directory and log file."""
+
+    def __init__(self, workdir: Path, args: list[str], *, port: int | None, h2c_port: int | None,
+                 env: dict[str, str] | None = None, cafile: Path | None = None, drain_timeout: float = 10.0,
+                 name: str = "server"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.args = [str(BINARY), "serve", *args]
+        self.port = port
+        self.h2c_port = h2c_port
+        self.cafile = cafile
+        self.drain_timeout = drain_timeout
+        self.name = name
+        self.stderr_path = self.workdir / f"{name}.stderr.log"
+        self.stdout_path = self.workdir / f"{name}.stdout.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SCENESCORE_")}
+        full_env.update(env or {})
+        self._stderr = open(self.stderr_path, "wb")
+        self._stdout = open(self.stdout_path, "wb")
+        self.proc = subprocess.Popen(self.args, cwd=self.workdir, stdin=subprocess.DEVNULL,
+                                     stdout=self._stdout, stderr=self._stderr, env=full_env)
+        self.returncode: int | None = None
+
+    def log(self, tail: int = 6000) -> str:
+        try:
+            text = self.stderr_path.read_text(errors="replace")
+        except OSError:
+            text = ""
+        return text[-tail:]
+
+    def describe(self) -> str:
+        return f"{self.name} (pid {self.proc.pid}, {' '.join(self.args)})\n--- stderr tail ---\n{self.log()}"
+
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Wait until GET /healthz answers 200 (over h2c when there is an h2c port, else TLS)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.name} exited with {self.proc.returncode} during startup\n{self.describe()}")
+            try:
+                conn = H2Conn.h2c(self.h2c_port, timeout=2) if self.h2c_port else \
+                    H2Conn.tls(self.port, self.cafile, timeout=2)
+                with conn:
+                    r = conn.get("/healthz", timeout=2)
+                if r.status == 200:
+                    return
+                last = repr(r)
+            except Exception as error:  # noqa: BLE001 - retried until the deadline
+                last = repr(error)
+            time.sleep(0.1)
+        pytest.fail(f"{self.name} did not answer GET /healthz with 200 within {timeout}s (last: {last})\n"
+                    f"{self.describe()}")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def assert_alive(self) -> None:
+        assert self.alive(), f"server died (exit {self.proc.returncode})\n{self.describe()}"
+        conn = H2Conn.h2c(self.h2c_port) if self.h2c_port else H2Conn.tls(self.port, self.cafile)
+        with conn:
+            r = conn.get("/healthz", timeout=5)
+        assert r.status == 200, f"/healthz after the test: {r!r}\n{self.describe()}"
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
+
+    def stop(self, timeout: float | None = None) -> tuple[int, bool]:
+        """SIGTERM, wait, SIGKILL if needed. Returns (exit code, whether SIGKILL was needed)."""
+        killed = False
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            if self.wait_exit(timeout if timeout is not None else self.drain_timeout + 5) is None:
+                killed = True
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.returncode = self.proc.returncode
+        for f in (self._stderr, self._stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        assert self.proc.poll() is not None, f"{self.name} pid {self.proc.pid} is still running"
+        return self.returncode, killed
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    default = REPO / "var" / "models" / "default"
+    if (default / "backbone.safetensors").is_file():
+        return default
+    target = tmp_path_factory.mktemp("model") / "default"
+    result = subprocess.run([str(BINARY), "model", "init", "--dir", str(target)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, f"scenescore model init failed: {result.stderr}"
+    return target
+
+
+class Launcher:
+    """Starts servers with the test certificates and fresh ports; stops them all at the end."""
+
+    def __init__(self, tmp_factory, certs, model_dir):
+        self.tmp_factory = tmp_factory
+        self.certs = certs
+        self.model_dir = model_dir
+        self.servers: list[Server] = []
+
+    def start(self, extra: list[str] = (), *, env: dict[str, str] | None = None, tls_flags: bool = True,
+              port_flags: bool = True, h2c: bool = True, config: dict | None = None,
+              ports: tuple[int | None, int | None] | None = None, name: str = "server",
+              drain_timeout: float = 10.0, wait: bool = True, cafile: Path | None = None,
+              model_dir: Path | None = None) -> Server:
+        workdir = self.tmp_factory.mktemp(name)
+        port, h2c_port = ports if ports is not None else free_ports(2)
+        if not h2c:
+            h2c_port = None
+        args: list[str] = ["--host", "127.0.0.1"]
+        if port_flags:
+            args += ["--port", str(port)]
+            if h2c_port:
+                args += ["--h2c-port", str(h2c_port)]
+        if tls_flags:
+            args += ["--tls-cert", str(self.certs.server_cert), "--tls-key", str(self.certs.server_key)]
+        args += ["--model-dir", str(model_dir or self.model_dir), *extra]
+        if config is not None:
+            path = workdir / "config.json"
+            path.write_text(json.dumps(config))
+            args += ["--config", str(path)]
+        server = Server(workdir, args, port=port, h2c_port=h2c_port, env=env,
+                        cafile=cafile or self.certs.ca, drain_timeout=drain_timeout, name=name)
+        self.servers.append(server)
+        if wait:
+            server.wait_ready()
+        return server
+
+    def stop_all(self) -> list[str]:
+        problems = []
+        for server in self.servers:
+            if server.proc.poll() is not None and server.returncode is not None:
+                continue
+            was_alive = server.alive()
+            rc, killed = server.stop()
+            if killed:
+                problems.append(f"{server.name} did not exit within {server.drain_timeout + 5}s of SIGTERM "
+                                f"(SIGKILLed)\n{server.describe()}")
+            elif not was_alive:
+                problems.append(f"{server.name} had exited on its own (exit {rc}) before teardown\n"
+                                f"{server.describe()}")
+            elif rc != 0:
+                problems.append(f"{server.name} exited with {rc} after SIGTERM (expected 0)\n{server.describe()}")
+        self.servers.clear()
+        return problems
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, certs, model_dir):
+    """The shared server: TLS + h2c, default limits."""
+    launcher = Launcher(tmp_path_factory, certs, model_dir)
+    srv = launcher.start(name="main")
+    yield srv
+    problems = launcher.stop_all()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def launcher(tmp_path_factory, certs, model_dir):
+    """Start extra servers (different flags) in one test; all are stopped at the end of it."""
+    lc = Launcher(tmp_path_factory, certs, model_dir)
+    yield lc
+    problems = lc.stop_all()
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------
+# A well-behaved client in its own process
+# ---------------------------------------------------------------------------
+
+
+class GoodClient:
+    def __init__(self, server: Server, timeout: float = 2.0, interval: float = 0.02):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "good_client.py"), "--port", str(server.port), "--cacert",
+             str(server.cafile), "--timeout", str(timeout), "--interval", str(interval)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+            pytest.fail(f"the well-behaved client could not start: {line} {err}\n{server.describe()}")
+        self.stats: dict | None = None
+
+    def stop(self) -> dict:
+        if self.stats is None:
+            out, err = self.proc.communicate("stop\n", timeout=30)
+            lines = [l for l in out.splitlines() if l.startswith("{")]
+            assert lines, f"well-behaved client printed no stats: {out!r} {err!r}"
+            self.stats = json.loads(lines[-1])
+        return self.stats
+
+    def check(self, max_latency: float = 1.5, min_requests: int = 3) -> dict:
+        stats = self.stop()
+        assert not stats["errors"], f"the well-behaved client saw errors during the attack: {stats}"
+        assert stats["requests"] >= min_requests, f"the well-behaved client made too few requests: {stats}"
+        assert stats["max_latency"] < max_latency, \
+            f"the well-behaved client stalled: max latency {stats['max_latency']:.3f}s >= {max_latency}s: {stats}"
+        return stats
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def good_client():
+    clients: list[GoodClient] = []
+
+    def start(server: Server, **kw) -> GoodClient:
+        client = GoodClient(server, **kw)
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.kill()
+
+
+# ---------------------------------------------------------------------------
+# Expected scores from the numpy reference forward pass (Tests/interop/scenescore_model.py)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def reference(model_dir):
+    """reference(scene, context_ids, context_dense, item_ids, item_dense) -> float64 [N, K] scores."""
+    import scenescore_model as sm
+
+    backbone = sm.load_model(model_dir / "backbone.safetensors", "backbone")
+    heads = {}
+    for path in sorted((model_dir / "heads").glob("*.safetensors")):
+        head = sm.load_model(path, "head")
+        heads[head.spec["scene"]] = head
+
+    def expected(scene, context_ids, context_dense, item_ids, item_dense):
+        head = heads[scene]
+        return sm.forward(backbone.tensors, backbone.spec, head.tensors, head.spec,
+                          context_ids, context_dense, item_ids, item_dense)
+
+    expected.heads = heads
+    expected.backbone = backbone
+    return expected
