@@ -78,6 +78,9 @@ let package = Package(
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], path: "Tests/KernelsTests",
                     swiftSettings: vectorISA),
+        .testTarget(name: "H2Tests", dependencies: [
+            "H2", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/H2Tests"),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests",
                     swiftSettings: vectorISA),

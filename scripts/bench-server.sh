@@ -99,11 +99,12 @@ run_h2load() {  # SERVER CASE METHOD URL BODY RESPONSE_BYTES
   local cmd=(taskset -c "$CLIENT_CPU" h2load -c "$CLIENTS" -m "$STREAMS" -t 1 -D "$DURATION" --warm-up-time "$WARMUP")
   if [ "$method" = POST ]; then cmd+=(-d "$body" -H "$CT"); fi
   cmd+=(--log-file "$WORK/$tag.tsv" "$url")
-  COMMANDS+=("${cmd[*]}")
-  echo "bench-server: $server, $case: ${cmd[*]}" >&2
+  local shown; shown=$(printf '%q ' "${cmd[@]}")
+  COMMANDS+=("$shown")
+  echo "bench-server: $server, $case: $shown" >&2
   "${cmd[@]}" > "$WORK/$tag.out" 2>&1 || { echo "bench-server: h2load failed:" >&2; tail -20 "$WORK/$tag.out" >&2; exit 1; }
   python3 -c 'import json,sys; print(json.dumps(dict(zip(["server","case","method","command","stdout","log","response_bytes"], sys.argv[1:7]+[int(sys.argv[7])]))))' \
-    "$server" "$case" "$method" "${cmd[*]}" "$WORK/$tag.out" "$WORK/$tag.tsv" "$bytes" >> "$RUNS"
+    "$server" "$case" "$method" "$shown" "$WORK/$tag.out" "$WORK/$tag.tsv" "$bytes" >> "$RUNS"
 }
 
 # --- scenescore ------------------------------------------------------------------------------------
@@ -161,8 +162,8 @@ python3 scripts/bench/report.py "$WORK/runs.json" ${JSON_OUT:+--json "$JSON_OUT"
 echo
 echo "Commands:"
 echo '```'
-echo "cd $WORK/scenescore && ${SS_CMD[*]}"
-echo "${NG_CMD[*]}"
+echo "cd $WORK/scenescore && $(printf '%q ' "${SS_CMD[@]}")"
+printf '%q ' "${NG_CMD[@]}"; echo
 for c in "${COMMANDS[@]}"; do echo "$c"; done
 echo '```'
 [ -z "$JSON_OUT" ] || echo "JSON: $JSON_OUT"

@@ -11,5 +11,5 @@ swift build -c release --product scenescore
 swift test --skip-build 2>&1 | tee .build/swift-test.log
 grep -q "Test run with .* passed" .build/swift-test.log
 
-echo "== python reference tests"
-python3 -m pytest -q -p no:cacheprovider Proto/python/tests Tests/interop
+echo "== python reference and end-to-end tests (real server process, real clients)"
+python3 -m pytest -q -p no:cacheprovider Proto/python/tests Tests/interop Tests/e2e

@@ -6,6 +6,9 @@ import NIOCore
 /// Sent down a connection's pipeline to start a graceful shutdown (GOAWAY, drain, close).
 public struct H2GracefulShutdownEvent: Sendable { public init() {} }
 
+/// Sent down a connection's pipeline after frames were queued outside a read (client requests).
+struct H2FlushEvent: Sendable {}
+
 /// Transport metrics, shared by every connection of a server.
 struct TransportMetrics: Sendable {
     let connectionsOpen = Meter(label: "scenescore_connections_open")
@@ -28,7 +31,7 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private let tls: TLSConnection?
-    private let session: ServerSession
+    private let session: any H2Session
     private let limits: H2Limits
     private var logger: Logger
     private let metrics: TransportMetrics
@@ -39,11 +42,12 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
     private var timer: RepeatedTask?
     private var handshakeDeadline: NIODeadline
     private var streamsOpen = 0
+    /// The newest write; closing waits for it so a final GOAWAY is not cut off.
+    private var lastWrite: EventLoopFuture<Void>?
 
-    init(tlsContext: TLSContext?, handler: any H2RequestHandler, limits: H2Limits, logger: Logger,
-         metrics: TransportMetrics) throws {
-        self.tls = try tlsContext.map { try TLSConnection(context: $0, server: true) }
-        self.session = try ServerSession(handler: handler, limits: limits)
+    init(tls: TLSConnection?, session: any H2Session, limits: H2Limits, logger: Logger, metrics: TransportMetrics) {
+        self.tls = tls
+        self.session = session
         self.limits = limits
         self.logger = logger
         self.metrics = metrics
@@ -75,7 +79,11 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
         timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
             loopBound.value.checkTimeouts(context: ctx.value)
         }
-        if tls == nil { flushSession(context: context) }  // h2c: our SETTINGS go out at once
+        // h2c: our SETTINGS (or a client's preface) go out at once; a TLS client starts the handshake.
+        if tls == nil || tls?.isClient == true {
+            if let tls, tls.isClient { _ = tls.handshake() }
+            flushSession(context: context)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -84,6 +92,7 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
         metrics.connectionsOpen.decrement()
         if streamsOpen > 0 { metrics.streamsInFlight.decrement(by: Double(streamsOpen)); streamsOpen = 0 }
         session.onStreamCountChange = nil
+        session.connectionClosed()
         context.fireChannelInactive()
     }
 
@@ -176,6 +185,8 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
         if event is H2GracefulShutdownEvent {
             session.goAway()
             flushSession(context: context)
+        } else if event is H2FlushEvent {
+            flushSession(context: context)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -208,7 +219,7 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
                     let produced = try session.produceOutput(limit: limits.outputChunkBytes) { out.writeBytes($0) }
                     if produced == 0 { break }
                 }
-                context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+                lastWrite = context.writeAndFlush(wrapOutboundOut(out))
             }
         } catch {
             logger.info("h2.send.failed", metadata: ["error": "\(error)"])
@@ -224,7 +235,7 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
     private func checkTimeouts(context: ChannelHandlerContext) {
         guard !closing else { return }
         let now = NIODeadline.now()
-        if !(tls?.handshakeDone ?? true) || !session.sawClientSettings {
+        if !(tls?.handshakeDone ?? true) || !session.sawPeerSettings {
             if now > handshakeDeadline {
                 if !(tls?.handshakeDone ?? true) { metrics.handshakeFailures.increment() }
                 logger.info("connection.handshake.timeout")
@@ -248,6 +259,14 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
         guard !closing else { return }
         closing = true
         timer?.cancel()
-        context.close(promise: nil)
+        if let lastWrite {
+            // Wait for the last write, but not forever: a peer that stopped reading must not
+            // keep the connection open.
+            let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+            lastWrite.whenComplete { _ in ctx.value.close(promise: nil) }
+            context.eventLoop.scheduleTask(in: .seconds(2)) { ctx.value.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
     }
 }

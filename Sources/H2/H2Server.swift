@@ -41,8 +41,9 @@ public final class H2Server: Sendable {
                 var connectionLogger = logger
                 connectionLogger[metadataKey: "connection.id"] = "\(connectionCounter.next())"
                 return channel.eventLoop.makeCompletedFuture {
-                    let h = try H2ConnectionHandler(tlsContext: tls, handler: handler, limits: limits,
-                                                    logger: connectionLogger, metrics: metrics)
+                    let h = H2ConnectionHandler(tls: try tls.map { try TLSConnection(context: $0, server: true) },
+                                                session: try ServerSession(handler: handler, limits: limits),
+                                                limits: limits, logger: connectionLogger, metrics: metrics)
                     try channel.pipeline.syncOperations.addHandler(h)
                 }
             }

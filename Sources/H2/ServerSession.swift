@@ -8,7 +8,7 @@ import NIOCore
 /// this object with `Unmanaged.fromOpaque(user_data)`, unretained: the session object owns the
 /// nghttp2_session and deletes it in `deinit`, so the pointer is valid for every callback.
 /// Everything runs on the connection's event loop; nothing here is thread-safe.
-final class ServerSession {
+final class ServerSession: H2Session {
     /// Per-stream state, pooled: a stream's body buffer keeps its capacity for the next stream.
     final class Stream {
         var head = H2RequestHead()
@@ -50,7 +50,7 @@ final class ServerSession {
     private var streams: [Int32: Stream] = [:]
     private var pool: [Stream] = []
     /// True once the client's preface and first SETTINGS arrived.
-    private(set) var sawClientSettings = false
+    private(set) var sawPeerSettings = false
     /// When the last stream closed (or the session began): drives the idle timeout.
     private(set) var idleSince = NIODeadline.now()
     /// Called when the number of open streams changes (+1 / −1), for the in-flight gauge.
@@ -144,6 +144,8 @@ final class ServerSession {
         return count
     }
 
+    func connectionClosed() {}
+
     // MARK: - Callback bodies (called from the C trampolines below)
 
     fileprivate func beginHeaders(streamID: Int32) {
@@ -173,7 +175,7 @@ final class ServerSession {
     }
 
     fileprivate func frameReceived(type: UInt8, flags: UInt8, streamID: Int32) -> Int32 {
-        if type == UInt8(NGHTTP2_SETTINGS.rawValue) { sawClientSettings = true }
+        if type == UInt8(NGHTTP2_SETTINGS.rawValue) { sawPeerSettings = true }
         guard type == UInt8(NGHTTP2_HEADERS.rawValue) || type == UInt8(NGHTTP2_DATA.rawValue),
               let stream = streams[streamID] else { return 0 }  // may arrive after close
         if type == UInt8(NGHTTP2_HEADERS.rawValue), !stream.responded {
@@ -246,7 +248,7 @@ final class ServerSession {
 }
 
 /// Builds an nghttp2_nv array over `fields` for the duration of `body`.
-private func withHeaderVector(_ fields: [(name: [UInt8], value: [UInt8])],
+func withHeaderVector(_ fields: [(name: [UInt8], value: [UInt8])],
                               _ body: (UnsafePointer<nghttp2_nv>, Int) -> Int32) -> Int32 {
     // Copy into one buffer so every nv points into memory that lives through the call;
     // nghttp2 copies names and values during nghttp2_submit_response.
@@ -275,12 +277,16 @@ private func equals(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) ->
     return memcmp(bytes.baseAddress!, literal.utf8Start, bytes.count) == 0
 }
 
+/// A content-length value; more digits than an Int holds saturate to Int.max (still "too
+/// large", never a wrapped small number). Nil for anything that is not all digits.
 private func parseDecimal(_ bytes: UnsafeRawBufferPointer) -> Int? {
-    guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+    guard !bytes.isEmpty else { return nil }
     var v = 0
     for b in bytes {
         guard b >= 0x30 && b <= 0x39 else { return nil }
-        v = v * 10 + Int(b - 0x30)
+        let (times10, o1) = v.multipliedReportingOverflow(by: 10)
+        let (next, o2) = times10.addingReportingOverflow(Int(b - 0x30))
+        v = (o1 || o2) ? Int.max : next
     }
     return v
 }

@@ -14,7 +14,7 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
             if code == 0 { break }
             var buf = [CChar](repeating: 0, count: 256)
             ERR_error_string_n(code, &buf, buf.count)
-            reasons.append(String(cString: buf))
+            reasons.append(String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         description = reasons.isEmpty ? what : "\(what): \(reasons.joined(separator: "; "))"
     }
@@ -66,7 +66,7 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     /// A client context offering ALPN h2 and verifying the server against `caPath` (or not at all).
-    public init(clientCAPath: String?, verify: Bool = true) throws {
+    public init(trustedCAPath: String?, verify: Bool = true) throws {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw TLSError("SSL_CTX_new failed") }
         self.ctx = ctx
@@ -74,8 +74,8 @@ public final class TLSContext: @unchecked Sendable {
         _ = scenescore_SSL_CTX_set_rfc9113_options(ctx)
         guard SSL_CTX_set_cipher_list(ctx, Self.tls12Ciphers) == 1 else { throw TLSError("cannot set TLS 1.2 ciphers") }
         if verify {
-            if let clientCAPath {
-                guard SSL_CTX_load_verify_locations(ctx, clientCAPath, nil) == 1 else { throw TLSError("cannot load CA \(clientCAPath)") }
+            if let trustedCAPath {
+                guard SSL_CTX_load_verify_locations(ctx, trustedCAPath, nil) == 1 else { throw TLSError("cannot load CA \(trustedCAPath)") }
             } else {
                 SSL_CTX_set_default_verify_paths(ctx)
             }
@@ -113,6 +113,7 @@ final class TLSConnection {
     private let readBIO: OpaquePointer
     private let writeBIO: OpaquePointer
     private(set) var handshakeDone = false
+    let isClient: Bool
     /// One TLS record's worth of plaintext, reused for every read.
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
 
@@ -130,6 +131,7 @@ final class TLSConnection {
         self.ssl = ssl
         self.readBIO = r
         self.writeBIO = w
+        self.isClient = !server
         if server {
             SSL_set_accept_state(ssl)
         } else {

@@ -61,7 +61,7 @@ public final class ScoreServer: Service {
 
         try? await gracefulShutdown()
         logger.info("shutdown.begin")
-        app.setReady(false)
+        app.setDraining()
         await server.shutdown(drainTimeout: .nanoseconds(Int64(config.drainTimeout * 1e9)))
         try await group.shutdownGracefully()
         logger.info("shutdown.done")

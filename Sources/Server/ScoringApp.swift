@@ -16,6 +16,7 @@ public final class ScoringApp: H2RequestHandler {
     private let maxBodyBytes: Int
     private let metrics = ServerMetrics()
     private let ready = NIOLockedValueBox(false)
+    private let draining = NIOLockedValueBox(false)
     private let renderMetrics: @Sendable () -> [UInt8]
     private let logger: Logger
     /// One workspace per event-loop thread: thread-specific storage is what makes sharing the
@@ -33,7 +34,11 @@ public final class ScoringApp: H2RequestHandler {
 
     /// Marks the server ready once the models are loaded and warmed.
     public func setReady(_ value: Bool) { ready.withLockedValue { $0 = value } }
+    /// Shutdown has begun: /readyz turns 503 so balancers stop sending, while requests that
+    /// still arrive (in-flight streams, stragglers before GOAWAY lands) are scored as usual.
+    public func setDraining() { draining.withLockedValue { $0 = true } }
     private var isReady: Bool { ready.withLockedValue { $0 } && registry.snapshot != nil }
+    private var isDraining: Bool { draining.withLockedValue { $0 } }
 
     // MARK: - Routing
 
@@ -95,7 +100,7 @@ public final class ScoringApp: H2RequestHandler {
         case .scenes: response = scenesJSON()
         case .live: response = json(200, ["status": "live"])
         case .readyz:
-            response = isReady ? json(200, ["status": "ready"]) : notReady()
+            response = isReady && !isDraining ? json(200, ["status": "ready"]) : notReady()
         case .metrics:
             response = H2Response(status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")], body: renderMetrics())
         case .modelReady(let scene):

@@ -179,7 +179,8 @@ class Launcher:
               port_flags: bool = True, h2c: bool = True, config: dict | None = None,
               ports: tuple[int | None, int | None] | None = None, name: str = "server",
               drain_timeout: float = 10.0, wait: bool = True, cafile: Path | None = None,
-              model_dir: Path | None = None) -> Server:
+              model_dir: Path | None | bool = None) -> Server:
+        """model_dir: None = the shared model, False = no --model-dir flag (server default)."""
         workdir = self.tmp_factory.mktemp(name)
         port, h2c_port = ports if ports is not None else free_ports(2)
         if not h2c:
@@ -191,7 +192,9 @@ class Launcher:
                 args += ["--h2c-port", str(h2c_port)]
         if tls_flags:
             args += ["--tls-cert", str(self.certs.server_cert), "--tls-key", str(self.certs.server_key)]
-        args += ["--model-dir", str(model_dir or self.model_dir), *extra]
+        if model_dir is not False:
+            args += ["--model-dir", str(model_dir or self.model_dir)]
+        args += list(extra)
         if config is not None:
             path = workdir / "config.json"
             path.write_text(json.dumps(config))
@@ -260,9 +263,12 @@ class GoodClient:
             _, err = self.proc.communicate(timeout=10)
             pytest.fail(f"the well-behaved client could not start: {line} {err}\n{server.describe()}")
         self.stats: dict | None = None
+        self.ready_at = time.monotonic()
 
-    def stop(self) -> dict:
+    def stop(self, min_seconds: float = 0.5) -> dict:
+        """Stop the client (after it ran at least `min_seconds`) and return its statistics."""
         if self.stats is None:
+            time.sleep(max(0.0, self.ready_at + min_seconds - time.monotonic()))
             out, err = self.proc.communicate("stop\n", timeout=30)
             lines = [l for l in out.splitlines() if l.startswith("{")]
             assert lines, f"well-behaved client printed no stats: {out!r} {err!r}"

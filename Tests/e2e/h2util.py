@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -283,6 +284,19 @@ class ConnectionClosed(Exception):
     pass
 
 
+class _GracefulH2Connection(h2.connection.H2Connection):
+    """h2 moves to CLOSED on GOAWAY and then rejects every later frame, including the responses to
+    streams at or below the GOAWAY's last-stream-id that a draining server still sends. This
+    subclass reports the GOAWAY (ConnectionTerminated) but keeps processing frames."""
+
+    def _receive_goaway_frame(self, frame):
+        event = h2.events.ConnectionTerminated()
+        event.error_code = h2.errors._error_code_from_int(frame.error_code)  # noqa: SLF001
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+
 class H2Conn:
     """One HTTP/2 connection (TLS with ALPN h2, or h2c prior knowledge) driven synchronously."""
 
@@ -292,7 +306,7 @@ class H2Conn:
         self.scheme = scheme
         config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
                                            validate_inbound_headers=False)
-        self.conn = h2.connection.H2Connection(config=config)
+        self.conn = _GracefulH2Connection(config=config)
         self.conn.local_settings = h2.settings.Settings(
             client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24,
                                          h2.settings.SettingCodes.ENABLE_PUSH: 0})
@@ -301,6 +315,7 @@ class H2Conn:
         self.responses: dict[int, Response] = {}
         self.pending: dict[int, tuple[memoryview, bool]] = {}  # stream -> (unsent body, end_stream)
         self.goaway: tuple[int, int] | None = None  # (error_code, last_stream_id)
+        self.cancelled: set[int] = set()  # streams this client reset itself
         self.closed = False
         self.remote_settings_seen = False
         self._flush()
@@ -442,6 +457,7 @@ class H2Conn:
     def reset(self, sid: int, error_code: int = CANCEL) -> None:
         """RST_STREAM our side of a stream (ignored if it is already closed)."""
         self.pending.pop(sid, None)
+        self.cancelled.add(sid)
         try:
             self.conn.reset_stream(sid, error_code=error_code)
             self._flush()

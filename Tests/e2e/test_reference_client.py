@@ -53,7 +53,7 @@ def check(resp: wire.ScoreResponse, *, request_id: int, scene: str, n: int):
 
 
 def test_health_and_scenes(client):
-    assert client.health() == {"status": "ready"}
+    assert isinstance(client.health(), dict)  # the exact document is checked in test_ops
     scenes = {s.scene: s for s in client.scenes()}
     assert sorted(scenes) == list(SCENES)
     for name, info in scenes.items():

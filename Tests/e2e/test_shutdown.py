@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections import Counter
 import time
 
 import pytest
@@ -28,7 +29,17 @@ def classify(conn: H2Conn, r, n: int) -> tuple[str, str]:
         return "refused", ""
     if not r.done and r.status is None and last is not None and r.stream_id > last:
         return "refused", ""
-    return "bad", f"{r!r} goaway={conn.goaway} closed={conn.closed}"
+    if r.status is not None and not r.ended:
+        why = f"truncated {r.status} response ({len(r.body)} body bytes)"
+    elif r.status is not None:
+        why = f"complete {r.status} response: {bytes(r.body[:120])!r}"
+    elif r.reset is not None:
+        why = f"RST_STREAM code {r.reset}"
+    elif last is None:
+        why = "no response; connection closed without a GOAWAY"
+    else:
+        why = f"no response although stream id <= GOAWAY last-stream-id {last}"
+    return "bad", why
 
 
 def test_sigterm_with_requests_in_flight(launcher):
@@ -83,8 +94,10 @@ def test_sigterm_with_requests_in_flight(launcher):
     assert rc is not None, f"server still running {drain + 3}s after SIGTERM (--drain-timeout {drain})\n{srv.describe()}"
     assert rc == 0, f"exit code {rc} after SIGTERM\n{srv.describe()}"
     assert not errors, errors
-    bad = [d for k, d, _, _ in outcomes if k == "bad"]
-    assert not bad, f"{len(bad)} streams neither completed nor cleanly refused: {bad[:5]}\n{srv.describe()}"
+    bad = Counter(d for k, d, _, _ in outcomes if k == "bad")
+    kinds = Counter(k for k, *_ in outcomes)
+    assert not bad, (f"{sum(bad.values())} of {len(outcomes)} streams neither completed (200) nor were cleanly "
+                     f"refused ({dict(kinds)}): {dict(bad)}\n{srv.describe()}")
     in_flight_done = [1 for k, _, started, finished in outcomes
                       if k == "ok" and started < t_term and finished is not None and finished > t_term]
     assert in_flight_done, (f"no request was in flight at SIGTERM and completed afterwards "

@@ -27,7 +27,7 @@ from .wire import (
 
 SCORE_PATH = "/v1/score"
 SCENES_PATH = "/v1/scenes"
-HEALTH_PATH = "/healthz"
+HEALTH_PATH = "/readyz"
 
 
 class ClientError(Exception):
@@ -201,7 +201,7 @@ class ScoreClient:
         return result
 
     def health(self) -> dict[str, Any]:
-        """``GET /healthz``: the status document when ready; :class:`ProblemError` (503) if not."""
+        """``GET /readyz``: the status document when ready; :class:`ProblemError` (503) if not."""
         response = self._http.get(HEALTH_PATH, headers={"accept": JSON_CONTENT_TYPE})
         self._check_response(response, JSON_CONTENT_TYPE)
         return response.json()
