@@ -12,4 +12,7 @@ swift test --skip-build 2>&1 | tee .build/swift-test.log
 grep -q "Test run with .* passed" .build/swift-test.log
 
 echo "== python reference and end-to-end tests (real server process, real clients)"
-python3 -m pytest -q -p no:cacheprovider Proto/python/tests Tests/interop Tests/e2e
+# Separate runs: each suite has its own conftest.py and rootdir.
+for suite in Proto/python/tests Tests/interop Tests/e2e; do
+  python3 -m pytest -q -p no:cacheprovider "$suite"
+done
