@@ -128,6 +128,10 @@ for n in "${CASES[@]}"; do
   label="$n candidate"; [ "$n" = 1 ] || label="$n candidates"
   run_h2load scenescore "$label" POST "https://127.0.0.1:$PORT/v1/score" "$WORK/bodies/req-$n.bin" "${RESP_BYTES[$n]}"
 done
+# Transport only: GET /healthz does no inference, so this row separates the cost of HTTP/2 +
+# TLS + routing from the model's forward pass.
+curl -sS --http2 --cacert "$CERTS/ca.pem" -o "$WORK/htdocs/healthz" "https://127.0.0.1:$PORT/healthz"
+run_h2load scenescore "transport only" GET "https://127.0.0.1:$PORT/healthz" "" "$(stat -c %s "$WORK/htdocs/healthz")"
 stop_pid "$SS_PID"; SS_PID=""
 
 # --- nghttpd: the same response bytes as static files -----------------------------------------------
@@ -147,6 +151,7 @@ for n in "${CASES[@]}"; do
   label="$n candidate"; [ "$n" = 1 ] || label="$n candidates"
   run_h2load nghttpd "$label" "$NG_METHOD" "https://127.0.0.1:$NPORT/score-$n" "$WORK/bodies/req-$n.bin" "${RESP_BYTES[$n]}"
 done
+run_h2load nghttpd "transport only" GET "https://127.0.0.1:$NPORT/healthz" "" "$(stat -c %s "$WORK/htdocs/healthz")"
 stop_pid "$NG_PID"; NG_PID=""
 
 # --- report --------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ final class ClientSession: H2Session {
     private(set) var sawPeerSettings = false
     private(set) var idleSince = NIODeadline.now()
     private var closed = false
+    private var headerBlock = HeaderBlock()
     var onStreamCountChange: ((Int) -> Void)?
     let streamTimeout: TimeAmount
 
@@ -129,18 +130,20 @@ final class ClientSession: H2Session {
     func submit(method: String, path: String, authority: String, scheme: String,
                 headers: [(name: String, value: String)], body: [UInt8],
                 completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void) {
-        var fields: [(name: [UInt8], value: [UInt8])] = [
-            (Array(":method".utf8), Array(method.utf8)), (Array(":path".utf8), Array(path.utf8)),
-            (Array(":scheme".utf8), Array(scheme.utf8)), (Array(":authority".utf8), Array(authority.utf8)),
-        ]
-        for h in headers { fields.append((Array(h.name.lowercased().utf8), Array(h.value.utf8))) }
-        if !body.isEmpty { fields.append((Array("content-length".utf8), Array(String(body.count).utf8))) }
+        headerBlock.reset()
+        headerBlock.add(":method", method)
+        headerBlock.add(":path", path)
+        headerBlock.add(":scheme", scheme)
+        headerBlock.add(":authority", authority)
+        for h in headers { headerBlock.add(h.name.lowercased(), h.value) }
+        if !body.isEmpty { headerBlock.add("content-length", decimal: body.count) }
         guard !closed else {
             completion(.failure(.connectionClosed))
             return
         }
         let stream = PendingStream(request: body, completion: completion)
-        let id = withHeaderVector(fields) { nva, count -> Int32 in
+        let session = self.session
+        let id = headerBlock.withNameValues { nva, count -> Int32 in
             if body.isEmpty { return nghttp2_submit_request(session, nil, nva, count, nil, nil) }
             var provider = nghttp2_data_provider(source: nghttp2_data_source(fd: 0), read_callback: clientReadRequest)
             return nghttp2_submit_request(session, nil, nva, count, &provider, nil)

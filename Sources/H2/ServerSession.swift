@@ -49,6 +49,7 @@ final class ServerSession: H2Session {
     let limits: H2Limits
     private var streams: [Int32: Stream] = [:]
     private var pool: [Stream] = []
+    private var headerBlock = HeaderBlock()
     /// True once the client's preface and first SETTINGS arrived.
     private(set) var sawPeerSettings = false
     /// When the last stream closed (or the session began): drives the idle timeout.
@@ -232,41 +233,65 @@ final class ServerSession: H2Session {
         stream.responded = true
         stream.response = response.body
         stream.responseOffset = 0
-        var fields: [(name: [UInt8], value: [UInt8])] = [(Array(":status".utf8), Array(String(response.status).utf8))]
-        for h in response.headers { fields.append((Array(h.name.utf8), Array(h.value.utf8))) }
-        if response.status != 204, response.status != 304 {
-            fields.append((Array("content-length".utf8), Array(String(response.body.count).utf8)))
-        }
-        return withHeaderVector(fields) { nva, count in
+        headerBlock.reset()
+        headerBlock.add(":status", decimal: response.status)
+        for h in response.headers { headerBlock.add(h.name, h.value) }
+        if response.status != 204, response.status != 304 { headerBlock.add("content-length", decimal: response.body.count) }
+        let session = self.session
+        let streamID = stream.head.streamID
+        return headerBlock.withNameValues { nva, count in
             if response.body.isEmpty {
-                return nghttp2_submit_response(session, stream.head.streamID, nva, count, nil)
+                return nghttp2_submit_response(session, streamID, nva, count, nil)
             }
             var provider = nghttp2_data_provider(source: nghttp2_data_source(fd: 0), read_callback: readResponseCallback)
-            return nghttp2_submit_response(session, stream.head.streamID, nva, count, &provider)
+            return nghttp2_submit_response(session, streamID, nva, count, &provider)
         }
     }
 }
 
-/// Builds an nghttp2_nv array over `fields` for the duration of `body`.
-func withHeaderVector(_ fields: [(name: [UInt8], value: [UInt8])],
-                              _ body: (UnsafePointer<nghttp2_nv>, Int) -> Int32) -> Int32 {
-    // Copy into one buffer so every nv points into memory that lives through the call;
-    // nghttp2 copies names and values during nghttp2_submit_response.
-    let total = fields.reduce(0) { $0 + $1.name.count + $1.value.count }
-    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(total, 1)) { bytes in
-        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: fields.count) { nva in
-            var offset = 0
-            for (i, f) in fields.enumerated() {
-                let namePtr = bytes.baseAddress! + offset
-                for (j, b) in f.name.enumerated() { namePtr[j] = b }
-                offset += f.name.count
-                let valuePtr = bytes.baseAddress! + offset
-                for (j, b) in f.value.enumerated() { valuePtr[j] = b }
-                offset += f.value.count
-                nva[i] = nghttp2_nv(name: namePtr, value: valuePtr, namelen: f.name.count, valuelen: f.value.count,
-                                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+/// Header fields laid out in one reusable byte buffer, handed to nghttp2 as an nghttp2_nv
+/// array (which nghttp2 copies during submit). Reused per session: no allocation per response
+/// once the buffers have grown.
+struct HeaderBlock {
+    private var bytes: [UInt8] = []
+    private var spans: [(name: Range<Int>, value: Range<Int>)] = []
+
+    mutating func reset() {
+        bytes.removeAll(keepingCapacity: true)
+        spans.removeAll(keepingCapacity: true)
+    }
+
+    mutating func add(_ name: String, _ value: String) {
+        let n = append(name)
+        spans.append((n, append(value)))
+    }
+
+    mutating func add(_ name: String, decimal: Int) {
+        let n = append(name)
+        let start = bytes.count
+        var v = decimal, digits = 0
+        repeat { bytes.append(UInt8(truncatingIfNeeded: 0x30 + v % 10)); v /= 10; digits += 1 } while v > 0
+        bytes[start..<(start + digits)].reverse()
+        spans.append((n, start..<bytes.count))
+    }
+
+    private mutating func append(_ s: String) -> Range<Int> {
+        let start = bytes.count
+        bytes.append(contentsOf: s.utf8)
+        return start..<bytes.count
+    }
+
+    mutating func withNameValues<R>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+        let spans = self.spans
+        return bytes.withUnsafeMutableBufferPointer { raw in
+            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(spans.count, 1)) { nva in
+                for (i, span) in spans.enumerated() {
+                    nva[i] = nghttp2_nv(name: raw.baseAddress! + span.name.lowerBound, value: raw.baseAddress! + span.value.lowerBound,
+                                        namelen: span.name.count, valuelen: span.value.count,
+                                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                }
+                return body(UnsafePointer(nva.baseAddress!), spans.count)
             }
-            return body(UnsafePointer(nva.baseAddress!), fields.count)
         }
     }
 }

@@ -52,7 +52,7 @@ public final class ScoringApp: H2RequestHandler {
     }
 
     private func route(_ rawPath: String) -> Route? {
-        let path = rawPath.split(separator: "?", maxSplits: 1).first.map(String.init) ?? rawPath
+        let path = rawPath.firstIndex(of: "?").map { String(rawPath[..<$0]) } ?? rawPath
         switch path {
         case "/v1/score": return .score
         case "/v1/scenes": return .scenes
@@ -98,9 +98,9 @@ public final class ScoringApp: H2RequestHandler {
         switch route {
         case .score: return score(head, body: body)
         case .scenes: response = scenesJSON()
-        case .live: response = json(200, ["status": "live"])
+        case .live: response = H2Response(status: 200, headers: Self.jsonHeaders, body: Self.liveBody)
         case .readyz:
-            response = isReady && !isDraining ? json(200, ["status": "ready"]) : notReady()
+            response = isReady && !isDraining ? H2Response(status: 200, headers: Self.jsonHeaders, body: Self.readyBody) : notReady()
         case .metrics:
             response = H2Response(status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")], body: renderMetrics())
         case .modelReady(let scene):
@@ -183,6 +183,11 @@ public final class ScoringApp: H2RequestHandler {
         }
         return json(200, ["scenes": scenes])
     }
+
+    // Probes run every few seconds from every balancer: their bodies are constants.
+    private static let jsonHeaders = [(name: "content-type", value: "application/json")]
+    private static let liveBody = Array(#"{"status":"live"}"#.utf8)
+    private static let readyBody = Array(#"{"status":"ready"}"#.utf8)
 
     private func json(_ status: Int, _ object: [String: Any]) -> H2Response {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)

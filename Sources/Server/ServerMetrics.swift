@@ -7,12 +7,13 @@ final class ServerMetrics: Sendable {
     let requestDuration = Timer(label: "scenescore_request_duration_seconds", preferredDisplayUnit: .seconds)
     let inferenceDuration = Timer(label: "scenescore_inference_duration_seconds", preferredDisplayUnit: .seconds)
     let candidatesScored = Counter(label: "scenescore_candidates_scored_total")
-    private let requestCounters = NIOLockedValueBox<[String: Counter]>([:])
+    private struct RequestKey: Hashable { let scene: String; let status: Int }
+    private let requestCounters = NIOLockedValueBox<[RequestKey: Counter]>([:])
 
     /// Counts one request. `scene` must be a known scene or a fixed placeholder, never raw
     /// client input: label values are a cardinality budget.
     func countRequest(scene: String, status: Int) {
-        let key = "\(scene)|\(status)"
+        let key = RequestKey(scene: scene, status: status)
         let counter = requestCounters.withLockedValue { cache in
             if let c = cache[key] { return c }
             let c = Counter(label: "scenescore_requests_total", dimensions: [("scene", scene), ("status", String(status))])

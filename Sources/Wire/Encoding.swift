@@ -5,6 +5,9 @@ public enum WireEncoding: Sendable, Equatable {
     /// From a `Content-Type` header value: type/subtype compared case-insensitively, parameters
     /// (after `;`) and surrounding whitespace ignored. `nil` if it names neither encoding.
     public init?(contentType: String) {
+        // Fast path: the exact canonical spellings every client library sends.
+        if contentType == "application/vnd.scenescore.v1" { self = .binary; return }
+        if contentType == "application/json" { self = .json; return }
         var mediaType = contentType.utf8.prefix { $0 != UInt8(ascii: ";") }
         while let first = mediaType.first, first == 0x20 || first == 0x09 { mediaType = mediaType.dropFirst() }
         while let last = mediaType.last, last == 0x20 || last == 0x09 { mediaType = mediaType.dropLast() }
