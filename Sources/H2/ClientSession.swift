@@ -28,7 +28,7 @@ public enum H2ClientError: Error, CustomStringConvertible, Sendable {
 /// One nghttp2 client session: the mirror of `ServerSession`, for the load tool and tests.
 /// Same ownership rule: it owns the nghttp2_session, which reaches it through unretained
 /// user data. Event-loop confined.
-final class ClientSession: H2Session {
+final class ClientSession: NGHTTP2Endpoint, H2Session {
     final class PendingStream {
         var status = 0
         var headers: [(name: String, value: String)] = []
@@ -45,7 +45,6 @@ final class ClientSession: H2Session {
         }
     }
 
-    private var session: OpaquePointer!
     private var streams: [Int32: PendingStream] = [:]
     private(set) var sawPeerSettings = false
     private(set) var idleSince = NIODeadline.now()
@@ -56,6 +55,7 @@ final class ClientSession: H2Session {
 
     init(limits: H2Limits) throws {
         streamTimeout = limits.streamTimeout
+        super.init()
         var callbacks: OpaquePointer?
         nghttp2_session_callbacks_new(&callbacks)
         defer { nghttp2_session_callbacks_del(callbacks) }
@@ -65,7 +65,7 @@ final class ClientSession: H2Session {
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, clientOnStreamClose)
         var s: OpaquePointer?
         let rv = nghttp2_session_client_new(&s, callbacks, nil)
-        guard rv == 0, let s else { throw ServerSession.Failure.nghttp2("nghttp2_session_client_new", rv) }
+        guard rv == 0, let s else { throw Failure.nghttp2("nghttp2_session_client_new", rv) }
         session = s
         nghttp2_session_set_user_data(s, Unmanaged.passUnretained(self).toOpaque())
         var settings = [
@@ -76,29 +76,6 @@ final class ClientSession: H2Session {
         _ = nghttp2_session_set_local_window_size(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(min(limits.initialWindowSize * 16, Int(Int32.max))))
     }
 
-    deinit { nghttp2_session_del(session) }
-
-    func receive(_ bytes: UnsafeRawBufferPointer) throws {
-        guard bytes.count > 0 else { return }
-        let n = nghttp2_session_mem_recv(session, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
-        if n < 0 { throw ServerSession.Failure.nghttp2("receive", Int32(n)) }
-    }
-
-    func produceOutput(limit: Int, _ sink: (UnsafeRawBufferPointer) -> Void) throws -> Int {
-        var total = 0
-        while total < limit {
-            var data: UnsafePointer<UInt8>?
-            let n = nghttp2_session_mem_send(session, &data)
-            if n < 0 { throw ServerSession.Failure.nghttp2("send", Int32(n)) }
-            if n == 0 { break }
-            sink(UnsafeRawBufferPointer(start: data, count: n))
-            total += n
-        }
-        return total
-    }
-
-    var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
-    var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
     var openStreams: Int { streams.count }
     /// Streams the server lets us open at once (its SETTINGS_MAX_CONCURRENT_STREAMS).
     var remoteMaxConcurrentStreams: Int {
@@ -189,15 +166,7 @@ final class ClientSession: H2Session {
     fileprivate func readRequest(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
                                  flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let stream = streams[streamID] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
-        let n = min(length, stream.request.count - stream.requestOffset)
-        if n > 0 {
-            stream.request.withUnsafeBytes { src in
-                UnsafeMutableRawPointer(buffer).copyMemory(from: src.baseAddress! + stream.requestOffset, byteCount: n)
-            }
-            stream.requestOffset += n
-        }
-        if stream.requestOffset == stream.request.count { flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue) }
-        return n
+        return Self.copyBody(stream.request, offset: &stream.requestOffset, into: buffer, length: length, flags: flags)
     }
 }
 

@@ -8,7 +8,7 @@ import NIOCore
 /// this object with `Unmanaged.fromOpaque(user_data)`, unretained: the session object owns the
 /// nghttp2_session and deletes it in `deinit`, so the pointer is valid for every callback.
 /// Everything runs on the connection's event loop; nothing here is thread-safe.
-final class ServerSession: H2Session {
+final class ServerSession: NGHTTP2Endpoint, H2Session {
     /// Per-stream state, pooled: a stream's body buffer keeps its capacity for the next stream.
     final class Stream {
         var head = H2RequestHead()
@@ -35,16 +35,6 @@ final class ServerSession: H2Session {
         }
     }
 
-    enum Failure: Error, CustomStringConvertible {
-        case nghttp2(String, Int32)
-        var description: String {
-            switch self {
-            case .nghttp2(let what, let code): return "\(what): \(String(cString: nghttp2_strerror(code)))"
-            }
-        }
-    }
-
-    private var session: OpaquePointer!
     private let handler: any H2RequestHandler
     let limits: H2Limits
     private var streams: [Int32: Stream] = [:]
@@ -60,6 +50,7 @@ final class ServerSession: H2Session {
     init(handler: any H2RequestHandler, limits: H2Limits) throws {
         self.handler = handler
         self.limits = limits
+        super.init()
         var callbacks: OpaquePointer?
         nghttp2_session_callbacks_new(&callbacks)
         defer { nghttp2_session_callbacks_del(callbacks) }
@@ -95,32 +86,6 @@ final class ServerSession: H2Session {
         _ = nghttp2_session_set_local_window_size(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(min(limits.initialWindowSize * 16, Int(Int32.max))))
     }
 
-    deinit { nghttp2_session_del(session) }
-
-    /// Feeds received plaintext. Throws when the peer broke the protocol; nghttp2 has then
-    /// usually queued a GOAWAY, which the caller should still flush before closing.
-    func receive(_ bytes: UnsafeRawBufferPointer) throws {
-        guard bytes.count > 0 else { return }
-        let n = nghttp2_session_mem_recv(session, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
-        if n < 0 { throw Failure.nghttp2("receive", Int32(n)) }
-    }
-
-    /// Serialises pending frames into `sink`, up to about `limit` bytes. Returns bytes produced.
-    func produceOutput(limit: Int, _ sink: (UnsafeRawBufferPointer) -> Void) throws -> Int {
-        var total = 0
-        while total < limit {
-            var data: UnsafePointer<UInt8>?
-            let n = nghttp2_session_mem_send(session, &data)
-            if n < 0 { throw Failure.nghttp2("send", Int32(n)) }
-            if n == 0 { break }
-            sink(UnsafeRawBufferPointer(start: data, count: n))
-            total += n
-        }
-        return total
-    }
-
-    var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
-    var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
     var openStreams: Int { streams.count }
 
     /// Graceful GOAWAY: no new streams; open ones finish.
@@ -218,15 +183,7 @@ final class ServerSession: H2Session {
     fileprivate func readResponse(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
                                   flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let stream = streams[streamID] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
-        let n = min(length, stream.response.count - stream.responseOffset)
-        if n > 0 {
-            stream.response.withUnsafeBytes { src in
-                UnsafeMutableRawPointer(buffer).copyMemory(from: src.baseAddress! + stream.responseOffset, byteCount: n)
-            }
-            stream.responseOffset += n
-        }
-        if stream.responseOffset == stream.response.count { flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue) }
-        return n
+        return Self.copyBody(stream.response, offset: &stream.responseOffset, into: buffer, length: length, flags: flags)
     }
 
     private func submit(_ response: H2Response, on stream: ServerSession.Stream) -> Int32 {

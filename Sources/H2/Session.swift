@@ -1,3 +1,4 @@
+import CNGHTTP2
 import NIOCore
 
 /// What the connection handler needs from an nghttp2 session, server or client: bytes in,
@@ -18,4 +19,63 @@ protocol H2Session: AnyObject {
     func resetStalledStreams(openedBefore deadline: NIODeadline) -> Int
     /// Called when the connection is gone, to fail what is still waiting.
     func connectionClosed()
+}
+
+/// The part of an nghttp2 session both roles share: it owns the nghttp2_session (deleted in
+/// `deinit`), and moves bytes in and out of it.
+class NGHTTP2Endpoint {
+    /// Set once by the subclass's init, right after `super.init()`.
+    var session: OpaquePointer!
+
+    enum Failure: Error, CustomStringConvertible {
+        case nghttp2(String, Int32)
+        var description: String {
+            switch self {
+            case .nghttp2(let what, let code): return "\(what): \(String(cString: nghttp2_strerror(code)))"
+            }
+        }
+    }
+
+    deinit { nghttp2_session_del(session) }
+
+    /// Feeds received plaintext. Throws when the peer broke the protocol; nghttp2 has then
+    /// usually queued a GOAWAY, which the caller should still flush before closing.
+    func receive(_ bytes: UnsafeRawBufferPointer) throws {
+        guard bytes.count > 0 else { return }
+        let n = nghttp2_session_mem_recv(session, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
+        if n < 0 { throw Failure.nghttp2("receive", Int32(n)) }
+    }
+
+    /// Serialises pending frames into `sink`, up to about `limit` bytes. Returns bytes produced.
+    /// mem_send's pointer is valid only until the next call, so `sink` must copy.
+    func produceOutput(limit: Int, _ sink: (UnsafeRawBufferPointer) -> Void) throws -> Int {
+        var total = 0
+        while total < limit {
+            var data: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(session, &data)
+            if n < 0 { throw Failure.nghttp2("send", Int32(n)) }
+            if n == 0 { break }
+            sink(UnsafeRawBufferPointer(start: data, count: n))
+            total += n
+        }
+        return total
+    }
+
+    var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
+    var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
+
+    /// A data provider's read: copies the next part of `body` from `offset`, flags EOF at the end.
+    static func copyBody(_ body: [UInt8], offset: inout Int, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
+                         flags: UnsafeMutablePointer<UInt32>) -> Int {
+        let n = min(length, body.count - offset)
+        if n > 0 {
+            let start = offset
+            body.withUnsafeBytes { src in
+                UnsafeMutableRawPointer(buffer).copyMemory(from: src.baseAddress! + start, byteCount: n)
+            }
+            offset += n
+        }
+        if offset == body.count { flags.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue) }
+        return n
+    }
 }
