@@ -46,7 +46,7 @@ class FakeServer:
         return httpx.Response(status, extensions={"http_version": self.http_version}, **kwargs)
 
     def route(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/healthz":
+        if request.url.path == "/readyz":
             if not self.ready:
                 return _problem(503, "not-ready", "Not ready", "models are still loading")
             return self.respond(200, json={"status": "ready"})
