@@ -96,6 +96,8 @@ final class ClientSession: NGHTTP2Endpoint, H2Session {
         return count
     }
 
+    func dispatchCompleted() {}
+
     func connectionClosed() {
         closed = true
         let pending = streams

@@ -131,6 +131,7 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
             switch result {
             case .ok: break
             case .closed:
+                session.dispatchCompleted()
                 flushSession(context: context)
                 close(context: context)
                 return
@@ -147,10 +148,12 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
                 return
             }
         }
-        flushSession(context: context)
+        // Requests that completed are answered, and frames flushed, in channelReadComplete:
+        // once per burst of reads, so the application sees them together (batching).
     }
 
     private func protocolError(context: ChannelHandlerContext, _ error: any Error) {
+        session.dispatchCompleted()
         metrics.protocolErrors.increment()
         logger.info("h2.protocol.error", metadata: ["error": "\(error)"])
         flushSession(context: context)  // nghttp2 queued a GOAWAY: send it
@@ -158,6 +161,10 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        if !closing {
+            session.dispatchCompleted()
+            flushSession(context: context)
+        }
         context.fireChannelReadComplete()
     }
 
@@ -260,11 +267,14 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
         closing = true
         timer?.cancel()
         if let lastWrite {
-            // Wait for the last write, but not forever: a peer that stopped reading must not
-            // keep the connection open.
+            // Lingering close: once the last write (typically GOAWAY) is out, shut our side down
+            // and keep reading (and discarding) until the peer closes. Closing at once, with the
+            // peer's next requests still unread, makes the kernel answer with a TCP RST, which
+            // can destroy the GOAWAY before the peer reads it. A peer that neither reads nor
+            // closes gets one second.
             let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
-            lastWrite.whenComplete { _ in ctx.value.close(promise: nil) }
-            context.eventLoop.scheduleTask(in: .seconds(2)) { ctx.value.close(promise: nil) }
+            lastWrite.whenComplete { _ in ctx.value.close(mode: .output, promise: nil) }
+            context.eventLoop.scheduleTask(in: .seconds(1)) { ctx.value.close(promise: nil) }
         } else {
             context.close(promise: nil)
         }

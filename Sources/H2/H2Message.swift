@@ -35,4 +35,21 @@ public protocol H2RequestHandler: Sendable {
     func respond(to head: H2RequestHead, body: UnsafeRawBufferPointer) -> H2Response
     /// The response for a body that exceeded `H2Limits.maxBodyBytes` while streaming in.
     func bodyTooLarge(_ head: H2RequestHead, limit: Int) -> H2Response
+    /// Every request that completed during one read of the socket, in arrival order, answered
+    /// in the same order. Bodies are valid for the whole call, so an application can batch work
+    /// across requests. The default answers each with `respond(to:body:)`.
+    func respond(toBatch requests: [H2CompletedRequest]) -> [H2Response]
+}
+
+/// A complete request handed to `H2RequestHandler.respond(toBatch:)`.
+public struct H2CompletedRequest {
+    public let head: H2RequestHead
+    /// Valid only during the `respond(toBatch:)` call.
+    public let body: UnsafeRawBufferPointer
+}
+
+extension H2RequestHandler {
+    public func respond(toBatch requests: [H2CompletedRequest]) -> [H2Response] {
+        requests.map { respond(to: $0.head, body: $0.body) }
+    }
 }

@@ -14,21 +14,46 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
         var head = H2RequestHead()
         var headerBytes = 0
         var headerFields = 0
-        var body: [UInt8] = []
+        /// The request body, in storage this stream owns: its address stays put until the
+        /// stream is answered, so a batch of requests can be scored from views of their bodies.
+        private var bodyStorage = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 16)
+        private(set) var bodyCount = 0
         var openedAt = NIODeadline.now()
         var requestComplete = false
+        /// Queued for `dispatchCompleted`; such a stream is not pooled even if it closes first.
+        var queued = false
         var responded = false
         var response: [UInt8] = []
         var responseOffset = 0
+
+        var body: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bodyStorage[0..<bodyCount]) }
+
+        deinit { bodyStorage.deallocate() }
+
+        func appendBody(_ data: UnsafeRawBufferPointer) {
+            if bodyCount + data.count > bodyStorage.count {
+                let grown = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bodyCount + data.count, bodyStorage.count * 2), alignment: 16)
+                if bodyCount > 0 { grown.baseAddress!.copyMemory(from: bodyStorage.baseAddress!, byteCount: bodyCount) }
+                bodyStorage.deallocate()
+                bodyStorage = grown
+            }
+            if data.count > 0 { (bodyStorage.baseAddress! + bodyCount).copyMemory(from: data.baseAddress!, byteCount: data.count) }
+            bodyCount += data.count
+        }
 
         func reset(id: Int32, now: NIODeadline) {
             head = H2RequestHead()
             head.streamID = id
             headerBytes = 0
             headerFields = 0
-            body.removeAll(keepingCapacity: body.capacity <= 1 << 20)
+            if bodyStorage.count > 1 << 20 {  // don't let one huge upload pin memory in the pool
+                bodyStorage.deallocate()
+                bodyStorage = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 16)
+            }
+            bodyCount = 0
             openedAt = now
             requestComplete = false
+            queued = false
             responded = false
             response = []
             responseOffset = 0
@@ -39,6 +64,8 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
     let limits: H2Limits
     private var streams: [Int32: Stream] = [:]
     private var pool: [Stream] = []
+    /// Requests completed during the current read, answered together by `dispatchCompleted`.
+    private var completed: [Stream] = []
     private var headerBlock = HeaderBlock()
     /// True once the client's preface and first SETTINGS arrived.
     private(set) var sawPeerSettings = false
@@ -112,6 +139,17 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
 
     func connectionClosed() {}
 
+    func dispatchCompleted() {
+        guard !completed.isEmpty else { return }
+        // Streams reset by the peer in the same read are gone from `streams`: skip them.
+        let live = completed.filter { streams[$0.head.streamID] === $0 && !$0.responded }
+        completed.removeAll(keepingCapacity: true)
+        for stream in live { stream.queued = false }
+        guard !live.isEmpty else { return }
+        let responses = handler.respond(toBatch: live.map { H2CompletedRequest(head: $0.head, body: $0.body) })
+        for (stream, response) in zip(live, responses) { _ = submit(response, on: stream) }
+    }
+
     // MARK: - Callback bodies (called from the C trampolines below)
 
     fileprivate func beginHeaders(streamID: Int32) {
@@ -150,31 +188,28 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
                 return submit(early, on: stream)
             }
         }
-        if flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0, !stream.responded {
+        if flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0, !stream.responded, !stream.queued {
             stream.requestComplete = true
-            let response = stream.body.withUnsafeBytes { handler.respond(to: stream.head, body: $0) }
-            return submit(response, on: stream)
+            stream.queued = true
+            completed.append(stream)
         }
         return 0
     }
 
     fileprivate func dataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
         guard let stream = streams[streamID], !stream.responded else { return 0 }
-        if stream.body.count + data.count > limits.maxBodyBytes {
+        if stream.bodyCount + data.count > limits.maxBodyBytes {
             stream.requestComplete = true
             return submit(handler.bodyTooLarge(stream.head, limit: limits.maxBodyBytes), on: stream)
         }
-        if stream.body.isEmpty, let declared = stream.head.contentLength, declared <= limits.maxBodyBytes {
-            stream.body.reserveCapacity(declared)
-        }
-        stream.body.append(contentsOf: data)
+        stream.appendBody(data)
         return 0
     }
 
     fileprivate func streamClosed(streamID: Int32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         stream.response = []
-        if pool.count < 64 { pool.append(stream) }
+        if pool.count < 64 && !stream.queued { pool.append(stream) }
         if streams.isEmpty { idleSince = .now() }
         onStreamCountChange?(-1)
     }

@@ -19,6 +19,8 @@ protocol H2Session: AnyObject {
     func resetStalledStreams(openedBefore deadline: NIODeadline) -> Int
     /// Called when the connection is gone, to fail what is still waiting.
     func connectionClosed()
+    /// Answers the requests that completed during the bytes just received (server side).
+    func dispatchCompleted()
 }
 
 /// The part of an nghttp2 session both roles share: it owns the nghttp2_session (deleted in

@@ -79,42 +79,77 @@ public enum Forward {
     /// (`validate`); this precondition-checks sizes only.
     public static func score(_ input: ScoringInput, backbone: Backbone, head: AdapterHead,
                              workspace ws: ForwardWorkspace, into out: UnsafeMutableBufferPointer<Float>) {
-        let spec = backbone.spec, n = input.candidates
+        score(batch: CollectionOfOne(input), backbone: backbone, head: head, workspace: ws, into: out)
+    }
+
+    /// Scores several requests for the same head in one pass: their candidates are stacked into
+    /// one matrix, so every layer is one GEMM with M = all candidates instead of one GEMM per
+    /// request. For small requests that is the difference between streaming the weights from
+    /// L2 once per request (GEMV, bandwidth-bound) and once per batch. `out` receives each
+    /// request's candidates × outputs rows, in order.
+    public static func score<C: Collection>(batch inputs: C, backbone: Backbone, head: AdapterHead,
+                                            workspace ws: ForwardWorkspace,
+                                            into out: UnsafeMutableBufferPointer<Float>) where C.Element == ScoringInput {
+        let spec = backbone.spec
+        let n = inputs.reduce(0) { $0 + $1.candidates }
+        let requests = inputs.count
         precondition(out.count >= n * head.spec.outputs.count, "score: output buffer too small")
         if n == 0 { return }
         let h0 = spec.hidden[0]
 
-        // Layer 0, context part, once per request: c0 = W0[:, context] · context + b0.
-        let c0 = ws.buffer(0, count: h0)
+        // Layer 0, context part, once per request: c0[r] = W0[:, context] · context[r] + b0.
+        let c0 = ws.buffer(0, count: requests * h0)
         if let l0c = backbone.layer0Context {
-            let ctx = ws.buffer(1, count: spec.contextWidth)
-            var col = 0
-            for (f, field) in spec.contextFields.enumerated() {
-                let id = UInt32(littleEndian: input.contextIDs.loadUnaligned(fromByteOffset: 4 * f, as: UInt32.self))
-                gatherRow(backbone.contextTables[f], field: field, id: id, into: ctx + col)
-                col += field.dim
+            let cw = spec.contextWidth
+            let ctx = ws.buffer(1, count: requests * cw)
+            for (r, input) in inputs.enumerated() {
+                var col = r * cw
+                for (f, field) in spec.contextFields.enumerated() {
+                    let id = UInt32(littleEndian: input.contextIDs.loadUnaligned(fromByteOffset: 4 * f, as: UInt32.self))
+                    gatherRow(backbone.contextTables[f], field: field, id: id, into: ctx + col)
+                    col += field.dim
+                }
+                copyFloats(input.contextDense, count: spec.contextDense, into: ctx + col)
             }
-            copyFloats(input.contextDense, count: spec.contextDense, into: ctx + col)
-            GEMM.multiply(ctx, rows: 1, stride: spec.contextWidth, by: l0c, activation: .identity, into: c0, stride: h0)
+            GEMM.multiply(ctx, rows: requests, stride: cw, by: l0c, activation: .identity, into: c0, stride: h0)
         } else {
-            for j in 0..<h0 { c0[j] = backbone.layer0Bias[j] }
+            for r in 0..<requests { for j in 0..<h0 { c0[r * h0 + j] = backbone.layer0Bias[j] } }
         }
 
-        // Layer 0, item part, for all candidates at once, with c0 as a per-request bias.
+        // Layer 0, item part, for all candidates at once. One request: c0 is its bias. Several:
+        // each candidate's row of c0 is laid out as the GEMM's addend.
         let iw = spec.itemWidth
         let x = ws.buffer(1, count: n * iw)
-        for c in 0..<n {
-            let row = x + c * iw
-            var col = 0
-            for (f, field) in spec.itemFields.enumerated() {
-                let id = UInt32(littleEndian: input.itemIDs.loadUnaligned(fromByteOffset: 4 * (c * spec.itemFields.count + f), as: UInt32.self))
-                gatherRow(backbone.itemTables[f], field: field, id: id, into: row + col)
-                col += field.dim
+        var base = 0
+        for input in inputs {
+            for c in 0..<input.candidates {
+                let row = x + (base + c) * iw
+                var col = 0
+                for (f, field) in spec.itemFields.enumerated() {
+                    let id = UInt32(littleEndian: input.itemIDs.loadUnaligned(fromByteOffset: 4 * (c * spec.itemFields.count + f), as: UInt32.self))
+                    gatherRow(backbone.itemTables[f], field: field, id: id, into: row + col)
+                    col += field.dim
+                }
+                copyFloats(UnsafeRawBufferPointer(rebasing: input.itemDense[(4 * c * spec.itemDense)...]), count: spec.itemDense, into: row + col)
             }
-            copyFloats(UnsafeRawBufferPointer(rebasing: input.itemDense[(4 * c * spec.itemDense)...]), count: spec.itemDense, into: row + col)
+            base += input.candidates
         }
         var z = ws.buffer(2, count: n * h0)
-        GEMM.multiply(x, rows: n, stride: iw, by: backbone.layer0Item, bias: c0, activation: .relu, into: z, stride: h0)
+        if requests == 1 {
+            GEMM.multiply(x, rows: n, stride: iw, by: backbone.layer0Item, bias: c0, activation: .relu, into: z, stride: h0)
+        } else {
+            let broadcast = ws.buffer(3, count: n * h0)
+            var row = 0
+            for (r, input) in inputs.enumerated() {
+                for _ in 0..<input.candidates {
+                    (broadcast + row * h0).update(from: c0 + r * h0, count: h0)
+                    row += 1
+                }
+            }
+            // layer0Item carries no bias of its own: b0 is already inside each c0 row.
+            GEMM.multiply(x, rows: n, stride: iw, by: backbone.layer0Item, addend: broadcast, addendStride: h0,
+                          activation: .relu, into: z, stride: h0)
+        }
 
         // Layers 1…, ping-ponging between two buffers.
         var width = h0

@@ -118,20 +118,34 @@ public final class ScoringApp: H2RequestHandler {
 
     // MARK: - POST /v1/score
 
-    private func score(_ head: H2RequestHead, body: UnsafeRawBufferPointer) -> H2Response {
+    /// A decoded, validated scoring request, ready for the forward pass.
+    private struct ScoringJob {
+        let request: ScoreRequest
+        let encoding: WireEncoding
+        let scene: ServedScene
+        let start: UInt64
+    }
+
+    private enum Prepared {
+        case answered(H2Response)
+        case job(ScoringJob)
+    }
+
+    /// Decodes and validates one request (WIRE.md §5 order) against `snapshot`.
+    private func prepare(_ head: H2RequestHead, body: UnsafeRawBufferPointer, snapshot: SceneSnapshot?) -> Prepared {
         let start = DispatchTime.now().uptimeNanoseconds
         guard let encoding = head.contentType.flatMap(WireEncoding.init(contentType:)) else {
-            return countedProblem(.unsupportedMediaType(head.contentType))
+            return .answered(countedProblem(.unsupportedMediaType(head.contentType)))
         }
-        guard let snapshot = registry.snapshot, isReady else { return notReady() }
+        guard let snapshot, isReady else { return .answered(notReady()) }
         let request: ScoreRequest
         do {
             request = try WireCodec.decodeRequest(body, encoding: encoding, limits: limits)
         } catch {
-            return countedProblem(error)
+            return .answered(countedProblem(error))
         }
         guard let scene = snapshot.scenes[request.scene] else {
-            return countedProblem(.unknownScene(request.scene))
+            return .answered(countedProblem(.unknownScene(request.scene)))
         }
         let spec = snapshot.backbone.spec
         let schema = WireSchema(contextIDs: spec.contextFields.count, contextDense: spec.contextDense,
@@ -139,34 +153,129 @@ public final class ScoringApp: H2RequestHandler {
         do {
             try request.check(against: schema)
         } catch {
-            return countedProblem(error, scene: scene.name)
+            return .answered(countedProblem(error, scene: scene.name))
         }
-        let head = scene.head
-        let outputs = head.spec.outputs
-        let n = request.candidates
-        let workspace = workspaces.currentValue ?? {
-            let w = ForwardWorkspace()
-            workspaces.currentValue = w
-            return w
-        }()
-        var responseBody: [UInt8] = []
-        let inferenceStart = DispatchTime.now().uptimeNanoseconds
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(n * outputs.count, 1)) { scores in
-            request.withSections(requestBody: body) { cids, cdense, iids, idense in
+        return .job(ScoringJob(request: request, encoding: encoding, scene: scene, start: start))
+    }
+
+    /// Encodes a job's scores and counts it.
+    private func finish(_ job: ScoringJob, scores: UnsafeBufferPointer<Float>) -> H2Response {
+        let head = job.scene.head
+        let n = job.request.candidates
+        var body: [UInt8] = []
+        body.reserveCapacity(64 + n * head.spec.outputs.count * 4)
+        WireCodec.encodeResponse(job.encoding, requestID: job.request.requestID, scene: job.scene.name,
+                                 headVersion: head.spec.version, outputs: head.spec.outputs, scores: scores,
+                                 candidates: n, into: &body)
+        metrics.candidatesScored.increment(by: n)
+        metrics.countRequest(scene: job.scene.name, status: 200)
+        metrics.requestDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - job.start))
+        return H2Response(status: 200, headers: [("content-type", job.encoding.contentType),
+                                                 ("x-scenescore-head-version", WireCodec.headVersionHeader(head.spec.version))],
+                          body: body)
+    }
+
+    private var workspace: ForwardWorkspace {
+        if let w = workspaces.currentValue { return w }
+        let w = ForwardWorkspace()
+        workspaces.currentValue = w
+        return w
+    }
+
+    private func score(_ head: H2RequestHead, body: UnsafeRawBufferPointer) -> H2Response {
+        let snapshot = registry.snapshot
+        switch prepare(head, body: body, snapshot: snapshot) {
+        case .answered(let response): return response
+        case .job(let job): return scoreAlone(job, body: body, backbone: snapshot!.backbone)  // a job implies a snapshot
+        }
+    }
+
+    private func scoreAlone(_ job: ScoringJob, body: UnsafeRawBufferPointer, backbone: Backbone) -> H2Response {
+        let n = job.request.candidates, k = job.scene.head.spec.outputs.count
+        let workspace = self.workspace
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: max(n * k, 1)) { scores in
+            let inferenceStart = DispatchTime.now().uptimeNanoseconds
+            job.request.withSections(requestBody: body) { cids, cdense, iids, idense in
                 let input = ScoringInput(candidates: n, contextIDs: cids, contextDense: cdense, itemIDs: iids, itemDense: idense)
-                Forward.score(input, backbone: snapshot.backbone, head: head, workspace: workspace, into: scores)
+                Forward.score(input, backbone: backbone, head: job.scene.head, workspace: workspace, into: scores)
             }
             metrics.inferenceDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - inferenceStart))
-            responseBody.reserveCapacity(64 + n * outputs.count * 4)
-            WireCodec.encodeResponse(encoding, requestID: request.requestID, scene: scene.name, headVersion: head.spec.version,
-                                     outputs: outputs, scores: UnsafeBufferPointer(scores), candidates: n, into: &responseBody)
+            return finish(job, scores: UnsafeBufferPointer(scores))
         }
-        metrics.candidatesScored.increment(by: n)
-        metrics.countRequest(scene: scene.name, status: 200)
-        metrics.requestDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
-        return H2Response(status: 200, headers: [("content-type", encoding.contentType),
-                                                 ("x-scenescore-head-version", WireCodec.headVersionHeader(head.spec.version))],
-                          body: responseBody)
+    }
+
+    /// Requests up to this many candidates are batched with others of the same scene.
+    private static let batchableCandidates = 32
+    /// Candidates per batched forward pass: bounds the latency a batch adds to its members.
+    private static let maxBatchCandidates = 256
+
+    /// Every request that completed in one read. Small binary scoring requests for the same
+    /// scene are scored together (dynamic batching: one GEMM per layer for all of them, instead
+    /// of one bandwidth-bound GEMV chain each); everything else is answered one by one.
+    public func respond(toBatch requests: [H2CompletedRequest]) -> [H2Response] {
+        if requests.count == 1 { return [respond(to: requests[0].head, body: requests[0].body)] }
+        var responses = [H2Response?](repeating: nil, count: requests.count)
+        var groups: [String: [(index: Int, job: ScoringJob)]] = [:]
+        let snapshot = registry.snapshot
+        for (i, r) in requests.enumerated() {
+            guard r.head.method == "POST", case .score? = route(r.head.path) else {
+                responses[i] = respond(to: r.head, body: r.body)
+                continue
+            }
+            switch prepare(r.head, body: r.body, snapshot: snapshot) {
+            case .answered(let response):
+                responses[i] = response
+            case .job(let job) where job.encoding == .binary && job.request.candidates <= Self.batchableCandidates:
+                groups[job.scene.name, default: []].append((i, job))
+            case .job(let job):
+                responses[i] = scoreAlone(job, body: r.body, backbone: snapshot!.backbone)
+            }
+        }
+        for (_, members) in groups {
+            var chunk: [(index: Int, job: ScoringJob)] = []
+            var candidates = 0
+            for member in members {
+                if candidates + member.job.request.candidates > Self.maxBatchCandidates {
+                    scoreTogether(chunk, requests: requests, backbone: snapshot!.backbone, into: &responses)
+                    chunk.removeAll(keepingCapacity: true)
+                    candidates = 0
+                }
+                chunk.append(member)
+                candidates += member.job.request.candidates
+            }
+            scoreTogether(chunk, requests: requests, backbone: snapshot!.backbone, into: &responses)
+        }
+        return responses.map { $0! }
+    }
+
+    /// One forward pass for `members` (same scene, binary encoding: their sections are views of
+    /// request bodies that stay valid for the whole batch call).
+    private func scoreTogether(_ members: [(index: Int, job: ScoringJob)], requests: [H2CompletedRequest],
+                               backbone: Backbone, into responses: inout [H2Response?]) {
+        guard let first = members.first else { return }
+        if members.count == 1 {
+            responses[first.index] = scoreAlone(first.job, body: requests[first.index].body, backbone: backbone)
+            return
+        }
+        let head = first.job.scene.head, k = head.spec.outputs.count
+        let inputs = members.map { m in
+            m.job.request.withSections(requestBody: requests[m.index].body) { cids, cdense, iids, idense in
+                ScoringInput(candidates: m.job.request.candidates, contextIDs: cids, contextDense: cdense, itemIDs: iids, itemDense: idense)
+            }
+        }
+        let total = inputs.reduce(0) { $0 + $1.candidates }
+        let workspace = self.workspace
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(total * k, 1)) { scores in
+            let inferenceStart = DispatchTime.now().uptimeNanoseconds
+            Forward.score(batch: inputs, backbone: backbone, head: head, workspace: workspace, into: scores)
+            metrics.inferenceDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - inferenceStart))
+            var row = 0
+            for (m, input) in zip(members, inputs) {
+                let slice = UnsafeBufferPointer(rebasing: scores[(row * k)..<((row + input.candidates) * k)])
+                responses[m.index] = finish(m.job, scores: slice)
+                row += input.candidates
+            }
+        }
     }
 
     // MARK: - Other routes

@@ -54,3 +54,59 @@ import Testing
         }}
     }
 }
+
+/// Scoring several requests in one batch gives each request the scores it gets alone.
+@Suite struct BatchTests {
+    @Test func batchMatchesOneByOne() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try DefaultModel.write(to: dir, seed: 3)
+        let set = try ModelSet(directory: dir)
+        let spec = set.backbone.spec
+        let head = try #require(set.heads["beauty"])
+        let k = head.spec.outputs.count
+        var seed: UInt32 = 12345
+        func next() -> UInt32 { seed = seed &* 1_664_525 &+ 1_013_904_223; return seed }
+        let sizes = [1, 3, 1, 17, 2, 64, 1]
+        let requests: [(ci: [UInt32], cd: [Float], ii: [UInt32], id: [Float])] = sizes.map { n in
+            ((0..<spec.contextFields.count).map { _ in next() },
+             (0..<spec.contextDense).map { _ in Float(next() % 1000) / 500 - 1 },
+             (0..<(n * spec.itemFields.count)).map { _ in next() },
+             (0..<(n * spec.itemDense)).map { _ in Float(next() % 1000) / 500 - 1 })
+        }
+        let ws = ForwardWorkspace()
+        // One by one.
+        var expected: [Float] = []
+        for (r, n) in zip(requests, sizes) {
+            var out = [Float](repeating: 0, count: n * k)
+            r.ci.withUnsafeBytes { a in r.cd.withUnsafeBytes { b in r.ii.withUnsafeBytes { c in r.id.withUnsafeBytes { d in
+                out.withUnsafeMutableBufferPointer {
+                    Forward.score(ScoringInput(candidates: n, contextIDs: a, contextDense: b, itemIDs: c, itemDense: d),
+                                  backbone: set.backbone, head: head, workspace: ws, into: $0)
+                }
+            }}}}
+            expected += out
+        }
+        // As one batch: copy every request into one arena so all views live at once.
+        var arena: [UInt8] = []
+        var spans: [(Range<Int>, Range<Int>, Range<Int>, Range<Int>)] = []
+        for r in requests {
+            func add(_ bytes: UnsafeRawBufferPointer) -> Range<Int> { let s = arena.count; arena += bytes; return s..<arena.count }
+            let a = r.ci.withUnsafeBytes(add), b = r.cd.withUnsafeBytes(add), c = r.ii.withUnsafeBytes(add), d = r.id.withUnsafeBytes(add)
+            spans.append((a, b, c, d))
+        }
+        var batched = [Float](repeating: -1, count: expected.count)
+        arena.withUnsafeBytes { raw in
+            let inputs = zip(spans, sizes).map { s, n in
+                ScoringInput(candidates: n, contextIDs: UnsafeRawBufferPointer(rebasing: raw[s.0]),
+                             contextDense: UnsafeRawBufferPointer(rebasing: raw[s.1]),
+                             itemIDs: UnsafeRawBufferPointer(rebasing: raw[s.2]), itemDense: UnsafeRawBufferPointer(rebasing: raw[s.3]))
+            }
+            batched.withUnsafeMutableBufferPointer { Forward.score(batch: inputs, backbone: set.backbone, head: head, workspace: ws, into: $0) }
+        }
+        for (i, (got, want)) in zip(batched, expected).enumerated() {
+            // Row tiles differ between the two runs, so accumulation order (not math) may differ.
+            #expect(abs(got - want) <= 1e-5 * max(abs(want), 1e-3), "score \(i): batch \(got), alone \(want)")
+        }
+    }
+}
