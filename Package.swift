@@ -81,6 +81,9 @@ let package = Package(
         .testTarget(name: "H2Tests", dependencies: [
             "H2", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/H2Tests"),
+        .testTarget(name: "ServerTests", dependencies: [
+            "Server", "Model", "Scenes", "Wire", "H2", .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/ServerTests", swiftSettings: vectorISA),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests",
                     swiftSettings: vectorISA),

@@ -46,6 +46,11 @@ public struct H2CompletedRequest {
     public let head: H2RequestHead
     /// Valid only during the `respond(toBatch:)` call.
     public let body: UnsafeRawBufferPointer
+
+    public init(head: H2RequestHead, body: UnsafeRawBufferPointer) {
+        self.head = head
+        self.body = body
+    }
 }
 
 extension H2RequestHandler {
