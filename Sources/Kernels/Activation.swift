@@ -24,7 +24,12 @@ extension SIMD16 where Scalar == Float {
     @inline(__always)
     var vectorExp: Self {
         let x = self.clamped(lowerBound: Self(repeating: -87.3), upperBound: Self(repeating: 88.3))
-        let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
+        // Round to nearest with the 1.5·2^23 trick: adding it pushes the fraction out of the
+        // mantissa, and the low mantissa bits then hold n in two's complement. Plain vector
+        // adds and integer ops; the generic SIMD rounding and conversions are scalar loops.
+        let magic = Self(repeating: 12_582_912)
+        let shifted = x * 1.442_695_04 + magic
+        let n = shifted - magic
         // Cody–Waite: ln2 split in a high part exact in float and a small correction.
         var r = x - n * 0.693_145_751_953_125
         r = r - n * 1.428_606_765_330_187_045e-6
@@ -35,8 +40,9 @@ extension SIMD16 where Scalar == Float {
         p = p * r + 0.5
         p = p * r + 1
         p = p * r + 1
-        let bits = (SIMD16<Int32>(truncatingIfNeeded: SIMD16<Int32>(n)) &+ 127) &<< 23
-        return p * Self(bitPattern: SIMD16<UInt32>(truncatingIfNeeded: bits))
+        // 2^n: n + 127 in the exponent field (n ∈ [−126, 127] after the clamp).
+        let exponent = (shifted.bitPattern &- magic.bitPattern &+ 127) &<< 23
+        return p * Self(bitPattern: exponent)
     }
 
     @inline(__always)
@@ -54,6 +60,9 @@ extension SIMD16 where Scalar == Float {
     init(bitPattern bits: SIMD16<UInt32>) {
         self = unsafeBitCast(bits, to: SIMD16<Float>.self)
     }
+
+    @inline(__always)
+    var bitPattern: SIMD16<UInt32> { unsafeBitCast(self, to: SIMD16<UInt32>.self) }
 }
 
 extension Activation {

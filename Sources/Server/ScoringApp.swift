@@ -52,7 +52,7 @@ public final class ScoringApp: H2RequestHandler {
     }
 
     private func route(_ rawPath: String) -> Route? {
-        let path = rawPath.firstIndex(of: "?").map { String(rawPath[..<$0]) } ?? rawPath
+        let path = rawPath.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(rawPath[..<$0]) } ?? rawPath
         switch path {
         case "/v1/score": return .score
         case "/v1/scenes": return .scenes

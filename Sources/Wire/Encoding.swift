@@ -38,13 +38,12 @@ extension WireCodec {
     /// Percent-encodes a head version for `x-scenescore-head-version` (WIRE.md §1): every UTF-8
     /// byte outside `A-Z a-z 0-9 - . _ ~` becomes `%XX` (uppercase hex).
     public static func headVersionHeader(_ version: String) -> String {
+        if version.utf8.allSatisfy(isUnreserved) { return version }  // the usual case: as is
         var out: [UInt8] = []
         out.reserveCapacity(version.utf8.count)
         let digits = Array("0123456789ABCDEF".utf8)
         for b in version.utf8 {
-            let unreserved = (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39)
-                || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
-            if unreserved {
+            if isUnreserved(b) {
                 out.append(b)
             } else {
                 out.append(UInt8(ascii: "%"))
@@ -54,4 +53,11 @@ extension WireCodec {
         }
         return String(decoding: out, as: UTF8.self)
     }
+}
+
+/// RFC 3986 unreserved: A–Z a–z 0–9 - . _ ~
+@inline(__always)
+private func isUnreserved(_ b: UInt8) -> Bool {
+    (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39)
+        || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
 }
