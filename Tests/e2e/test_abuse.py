@@ -36,6 +36,7 @@ from h2util import (
     raw_frame,
     request_block,
     score_body,
+    tls_context,
     wait_closed,
     wire,
 )
@@ -534,3 +535,57 @@ def test_client_certificates_required_and_verified(launcher, certs):
                 sock.close()
         assert refused, f"client cert {cert and cert[0].name} was accepted: {detail}"
     srv.assert_alive()
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_slow_reader_is_not_buffered_without_bound(server, good_client):
+    """A client that sends requests as fast as it can and never reads its responses. Its HTTP/2
+    window is 16 MiB, so flow control never stops the server: only backpressure can. The server
+    must stop reading from that connection once its responses back up, so the client's sends stall
+    and the server's memory stays bounded, while a well-behaved client is served as usual."""
+    gc = good_client(server)
+    rss_before = _rss_kib(server.proc.pid)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small receive window: fills fast
+    raw.settimeout(5)
+    raw.connect(("127.0.0.1", server.port))
+    sock = tls_context(server.cafile).wrap_socket(raw, server_hostname="localhost")
+    c = RawConn(sock, f"localhost:{server.port}", "https")
+    body = score_body(64)
+    sock.setblocking(False)
+    sent_at: list[tuple[float, int]] = []
+    sent, sid, pending = 0, 1, b""
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < 6:
+            if not pending:
+                pending = b"".join(f.serialize() for f in c.request_frames(sid, "POST", "/v1/score", [CT], body))
+                sid += 2
+            try:
+                n = sock.send(pending)
+                pending = pending[n:]
+                sent += n
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                time.sleep(0.005)
+            except (OSError, ssl.SSLError):
+                break  # the server closed us: also bounded
+            sent_at.append((time.monotonic() - start, sent))
+        rss_during = _rss_kib(server.proc.pid)
+    finally:
+        sock.close()
+    # Bytes the server accepted in the last two seconds of the flood: near nothing once it stopped reading.
+    late = [b for t, b in sent_at if t >= 4.0]
+    stalled = (late[-1] - late[0]) if late else 0
+    assert stalled < 2 * 1024 * 1024, (f"the server kept reading a client that does not read: "
+                                        f"{stalled} bytes in the last 2 s ({sent} in all)")
+    growth_mib = (rss_during - rss_before) / 1024
+    assert growth_mib < 128, f"server RSS grew {growth_mib:.0f} MiB for one non-reading client"
+    gc.check()
+    server.assert_alive()
