@@ -67,6 +67,9 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
     /// Requests completed during the current read, answered together by `dispatchCompleted`.
     private var completed: [Stream] = []
     private var headerBlock = HeaderBlock()
+    /// A connection repeats the same method, path, authority and content type on stream after
+    /// stream: reuse the last String when the bytes match, instead of allocating and validating.
+    private var methodCache = LastValue(), pathCache = LastValue(), authorityCache = LastValue(), contentTypeCache = LastValue()
     /// True once the client's preface and first SETTINGS arrived.
     private(set) var sawPeerSettings = false
     /// When the last stream closed (or the session began): drives the idle timeout.
@@ -168,11 +171,11 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
         }
         guard let first = name.first else { return 0 }
         if first == UInt8(ascii: ":") {
-            if equals(name, ":method") { stream.head.method = String(decoding: value, as: UTF8.self) }
-            else if equals(name, ":path") { stream.head.path = String(decoding: value, as: UTF8.self) }
-            else if equals(name, ":authority") { stream.head.authority = String(decoding: value, as: UTF8.self) }
+            if equals(name, ":method") { stream.head.method = methodCache.string(value) }
+            else if equals(name, ":path") { stream.head.path = pathCache.string(value) }
+            else if equals(name, ":authority") { stream.head.authority = authorityCache.string(value) }
         } else if first == UInt8(ascii: "c") {
-            if equals(name, "content-type") { stream.head.contentType = String(decoding: value, as: UTF8.self) }
+            if equals(name, "content-type") { stream.head.contentType = contentTypeCache.string(value) }
             else if equals(name, "content-length") { stream.head.contentLength = parseDecimal(value) }
         }
         return 0
@@ -238,6 +241,22 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
             var provider = nghttp2_data_provider(source: nghttp2_data_source(fd: 0), read_callback: readResponseCallback)
             return nghttp2_submit_response(session, streamID, nva, count, &provider)
         }
+    }
+}
+
+/// The last header value seen for one field, as bytes and as the String made from them.
+struct LastValue {
+    private var bytes: [UInt8] = []
+    private var cached = ""
+
+    mutating func string(_ value: UnsafeRawBufferPointer) -> String {
+        if value.count == bytes.count, bytes.withUnsafeBytes({ value.count == 0 || memcmp($0.baseAddress!, value.baseAddress!, value.count) == 0 }) {
+            return cached
+        }
+        guard value.count <= 256 else { return String(decoding: value, as: UTF8.self) }  // don't cache the unusual
+        bytes = Array(value)
+        cached = String(decoding: value, as: UTF8.self)
+        return cached
     }
 }
 

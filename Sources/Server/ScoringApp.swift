@@ -158,7 +158,7 @@ public final class ScoringApp: H2RequestHandler {
         return .job(ScoringJob(request: request, encoding: encoding, scene: scene, start: start))
     }
 
-    /// Encodes a job's scores and counts it.
+    /// Encodes a job's scores and records its latency (callers count requests and candidates).
     private func finish(_ job: ScoringJob, scores: UnsafeBufferPointer<Float>) -> H2Response {
         let head = job.scene.head
         let n = job.request.candidates
@@ -167,8 +167,6 @@ public final class ScoringApp: H2RequestHandler {
         WireCodec.encodeResponse(job.encoding, requestID: job.request.requestID, scene: job.scene.name,
                                  headVersion: head.spec.version, outputs: head.spec.outputs, scores: scores,
                                  candidates: n, into: &body)
-        metrics.candidatesScored.increment(by: n)
-        metrics.countRequest(scene: job.scene.name, status: 200)
         metrics.requestDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - job.start))
         return H2Response(status: 200, headers: [("content-type", job.encoding.contentType),
                                                  ("x-scenescore-head-version", WireCodec.headVersionHeader(head.spec.version))],
@@ -200,6 +198,8 @@ public final class ScoringApp: H2RequestHandler {
                 Forward.score(input, backbone: backbone, head: job.scene.head, workspace: workspace, into: scores)
             }
             metrics.inferenceDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - inferenceStart))
+            metrics.candidatesScored.increment(by: n)
+            metrics.countRequest(scene: job.scene.name, status: 200)
             return finish(job, scores: UnsafeBufferPointer(scores))
         }
     }
@@ -269,6 +269,8 @@ public final class ScoringApp: H2RequestHandler {
             let inferenceStart = DispatchTime.now().uptimeNanoseconds
             Forward.score(batch: inputs, backbone: backbone, head: head, workspace: workspace, into: scores)
             metrics.inferenceDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - inferenceStart))
+            metrics.candidatesScored.increment(by: total)
+            metrics.countRequest(scene: first.job.scene.name, status: 200, count: members.count)
             var row = 0
             for (m, input) in zip(members, inputs) {
                 let slice = UnsafeBufferPointer(rebasing: scores[(row * k)..<((row + input.candidates) * k)])

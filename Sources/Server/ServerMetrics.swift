@@ -12,7 +12,7 @@ final class ServerMetrics: Sendable {
 
     /// Counts one request. `scene` must be a known scene or a fixed placeholder, never raw
     /// client input: label values are a cardinality budget.
-    func countRequest(scene: String, status: Int) {
+    func countRequest(scene: String, status: Int, count: Int = 1) {
         let key = RequestKey(scene: scene, status: status)
         let counter = requestCounters.withLockedValue { cache in
             if let c = cache[key] { return c }
@@ -20,6 +20,6 @@ final class ServerMetrics: Sendable {
             cache[key] = c
             return c
         }
-        counter.increment()
+        counter.increment(by: count)
     }
 }
