@@ -1,12 +1,14 @@
 import CNGHTTP2
 import NIOCore
 
-/// One nghttp2 server session: bytes in (`receive`), bytes out (`produceOutput`), requests
-/// handed to an `H2RequestHandler` as they complete.
+/// One nghttp2 server session: bytes in (`receive`), bytes out (`produceOutput`); requests
+/// that complete during a read burst are handed to the `H2RequestHandler` together
+/// (`dispatchCompleted`), early answers (`precheck`) go out at once.
 ///
 /// nghttp2 calls back into Swift through the C functions at the bottom of this file; each finds
-/// this object with `Unmanaged.fromOpaque(user_data)`, unretained: the session object owns the
-/// nghttp2_session and deletes it in `deinit`, so the pointer is valid for every callback.
+/// this object with `Unmanaged.fromOpaque(user_data)`, unretained: this object owns the
+/// nghttp2_session (`NGHTTP2Endpoint` deletes it in `deinit`), so the pointer is valid for every
+/// callback.
 /// Everything runs on the connection's event loop; nothing here is thread-safe.
 final class ServerSession: NGHTTP2Endpoint, H2Session {
     /// Per-stream state, pooled: a stream's body buffer keeps its capacity for the next stream.

@@ -44,11 +44,11 @@ public final class ScoringApp: H2RequestHandler {
 
     private enum Route {
         case score, scenes, live, readyz, metrics, modelReady(String)
-        var allowed: String { self == .score ? "POST" : "GET, HEAD" }
-        static func == (a: Route, b: Route) -> Bool {
-            if case .score = a, case .score = b { return true }
+        var isScore: Bool {
+            if case .score = self { return true }
             return false
         }
+        var allowed: String { isScore ? "POST" : "GET, HEAD" }
     }
 
     private func route(_ rawPath: String) -> Route? {
@@ -70,7 +70,7 @@ public final class ScoringApp: H2RequestHandler {
 
     public func precheck(_ head: H2RequestHead) -> H2Response? {
         guard let route = route(head.path) else { return problem(.notFound(path: head.path)) }
-        let isScore = route == .score
+        let isScore = route.isScore
         let methodOK = isScore ? head.method == "POST" : (head.method == "GET" || head.method == "HEAD")
         guard methodOK else {
             var r = problem(.methodNotAllowed(method: head.method, path: head.path, allowed: route.allowed))
@@ -318,6 +318,7 @@ public final class ScoringApp: H2RequestHandler {
     /// A scoring error: counted under the scene when it is known, else under "_invalid".
     private func countedProblem(_ error: WireError, scene: String = "_invalid") -> H2Response {
         metrics.countRequest(scene: scene, status: error.status)
+        logger.debug("score.rejected", metadata: ["status": "\(error.status)", "detail": "\(error.detail)"])
         return problem(error)
     }
 }
