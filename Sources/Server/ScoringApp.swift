@@ -200,6 +200,7 @@ public final class ScoringApp: H2RequestHandler {
             metrics.inferenceDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - inferenceStart))
             metrics.candidatesScored.increment(by: n)
             metrics.countRequest(scene: job.scene.name, status: 200)
+            metrics.batchRequests.record(1)
             return finish(job, scores: UnsafeBufferPointer(scores))
         }
     }
@@ -271,6 +272,7 @@ public final class ScoringApp: H2RequestHandler {
             metrics.inferenceDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - inferenceStart))
             metrics.candidatesScored.increment(by: total)
             metrics.countRequest(scene: first.job.scene.name, status: 200, count: members.count)
+            metrics.batchRequests.record(members.count)
             var row = 0
             for (m, input) in zip(members, inputs) {
                 let slice = UnsafeBufferPointer(rebasing: scores[(row * k)..<((row + input.candidates) * k)])

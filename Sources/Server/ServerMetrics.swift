@@ -7,6 +7,8 @@ final class ServerMetrics: Sendable {
     let requestDuration = Timer(label: "scenescore_request_duration_seconds", preferredDisplayUnit: .seconds)
     let inferenceDuration = Timer(label: "scenescore_inference_duration_seconds", preferredDisplayUnit: .seconds)
     let candidatesScored = Counter(label: "scenescore_candidates_scored_total")
+    /// Requests per forward pass: how much dynamic batching is happening.
+    let batchRequests = Recorder(label: "scenescore_batch_requests", aggregate: true)
     private struct RequestKey: Hashable { let scene: String; let status: Int }
     private let requestCounters = NIOLockedValueBox<[RequestKey: Counter]>([:])
 

@@ -85,6 +85,7 @@ struct ServeCommand: AsyncParsableCommand {
                                                    .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
                                                    .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
                                                    .seconds(1)]
+        factory.valueHistogramBuckets["scenescore_batch_requests"] = [1, 2, 4, 8, 16, 32, 64, 128]
         MetricsSystem.bootstrap(factory)
         let logger = Logger(label: "scenescore")
 
