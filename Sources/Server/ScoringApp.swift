@@ -32,8 +32,14 @@ public final class ScoringApp: H2RequestHandler {
         self.renderMetrics = renderMetrics
     }
 
-    /// Marks the server ready once the models are loaded and warmed.
-    public func setReady(_ value: Bool) { ready.withLockedValue { $0 = value } }
+    /// Marks the server ready once the models are loaded and warmed. Each scene's request
+    /// counter is created at zero, so dashboards see the series before the first request.
+    public func setReady(_ value: Bool) {
+        if value, let snapshot = registry.snapshot {
+            for scene in snapshot.sortedSceneNames { metrics.countRequest(scene: scene, status: 200, count: 0) }
+        }
+        ready.withLockedValue { $0 = value }
+    }
     /// Shutdown has begun: /readyz turns 503 so balancers stop sending, while requests that
     /// still arrive (in-flight streams, stragglers before GOAWAY lands) are scored as usual.
     public func setDraining() { draining.withLockedValue { $0 = true } }
