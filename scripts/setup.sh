@@ -14,7 +14,8 @@ command -v nghttp >/dev/null || need_apt+=(nghttp2-client)
 command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 command -v nghttpd >/dev/null || need_apt+=(nghttp2-server)
 command -v openssl >/dev/null || need_apt+=(openssl)
-command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
