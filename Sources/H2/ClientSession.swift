@@ -1,4 +1,4 @@
-import CNGHTTP2
+internal import CNGHTTP2
 import NIOCore
 
 /// A response as the client received it.

@@ -1,4 +1,4 @@
-import CNGHTTP2
+internal import CNGHTTP2
 import NIOCore
 
 /// One nghttp2 server session: bytes in (`receive`), bytes out (`produceOutput`); requests

@@ -1,4 +1,4 @@
-import CNGHTTP2
+internal import CNGHTTP2
 import NIOCore
 
 /// What the connection handler needs from an nghttp2 session, server or client: bytes in,

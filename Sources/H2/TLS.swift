@@ -1,6 +1,6 @@
-import CNGHTTP2
-import COpenSSL
-import CShims
+internal import CNGHTTP2
+internal import COpenSSL
+internal import CShims
 import NIOCore
 
 /// An OpenSSL failure, drained from the error queue at the C boundary.

@@ -1,4 +1,4 @@
-import CShims
+internal import CShims
 #if canImport(Glibc)
 import Glibc
 #endif
