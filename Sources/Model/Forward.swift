@@ -134,7 +134,7 @@ public enum Forward {
             }
             base += input.candidates
         }
-        var z = ws.buffer(2, count: n * h0)
+        let z = ws.buffer(2, count: n * h0)
         if requests == 1 {
             GEMM.multiply(x, rows: n, stride: iw, by: backbone.layer0Item, bias: c0, activation: .relu, into: z, stride: h0)
         } else {
@@ -151,33 +151,33 @@ public enum Forward {
                           activation: .relu, into: z, stride: h0)
         }
 
-        // Layers 1…, ping-ponging between two buffers.
-        var width = h0
-        var spare = 3
-        for layer in backbone.layers {
-            let next = ws.buffer(spare, count: n * layer.n)
-            GEMM.multiply(z, rows: n, stride: width, by: layer, activation: .relu, into: next, stride: layer.n)
-            spare = spare == 3 ? 2 : 3
-            z = next
-            width = layer.n
-        }
-        // z is h (n × width). Head: a = relu(D h + bD); h' = h + U a + bU, written over h.
+        // Layers 1…: h (n × width).
+        let (h, width) = reluChain(backbone.layers, input: z, width: h0, rows: n, slots: (3, 2), workspace: ws)
+        // Head: a = relu(D h + bD); h' = h + U a + bU, written over h; then the tower.
         let a = ws.buffer(4, count: n * head.down.n)
-        GEMM.multiply(z, rows: n, stride: width, by: head.down, activation: .relu, into: a, stride: head.down.n)
-        GEMM.multiply(a, rows: n, stride: head.down.n, by: head.up, addend: z, addendStride: width,
-                      activation: .identity, into: z, stride: width)
-        var t = z
-        var tWidth = width
-        var slot = 5
-        for layer in head.tower {
-            let next = ws.buffer(slot, count: n * layer.n)
-            GEMM.multiply(t, rows: n, stride: tWidth, by: layer, activation: .relu, into: next, stride: layer.n)
-            slot = slot == 5 ? 6 : 5
-            t = next
-            tWidth = layer.n
-        }
+        GEMM.multiply(h, rows: n, stride: width, by: head.down, activation: .relu, into: a, stride: head.down.n)
+        GEMM.multiply(a, rows: n, stride: head.down.n, by: head.up, addend: h, addendStride: width,
+                      activation: .identity, into: h, stride: width)
+        let (t, tWidth) = reluChain(head.tower, input: h, width: width, rows: n, slots: (5, 6), workspace: ws)
         GEMM.multiply(t, rows: n, stride: tWidth, by: head.output, activation: .sigmoid,
                       into: out.baseAddress!, stride: head.output.n)
+    }
+
+    /// Runs ReLU `layers` over `input` (rows × width), alternating between two workspace slots
+    /// (the first must not hold `input`; each layer's input is free once it ran). Returns the
+    /// last output and its width.
+    @inline(__always)
+    static func reluChain(_ layers: [PackedWeights], input: UnsafeMutablePointer<Float>, width: Int, rows n: Int,
+                          slots: (Int, Int), workspace ws: ForwardWorkspace) -> (UnsafeMutablePointer<Float>, Int) {
+        var current = input, currentWidth = width, slot = slots.0
+        for layer in layers {
+            let next = ws.buffer(slot, count: n * layer.n)
+            GEMM.multiply(current, rows: n, stride: currentWidth, by: layer, activation: .relu, into: next, stride: layer.n)
+            slot = slot == slots.0 ? slots.1 : slots.0
+            current = next
+            currentWidth = layer.n
+        }
+        return (current, currentWidth)
     }
 
     @inline(__always)
