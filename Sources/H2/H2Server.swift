@@ -14,7 +14,8 @@ public final class H2Server: Sendable {
     private let listeners = NIOLockedValueBox<[any Channel]>([])
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
     private let draining = NIOLockedValueBox(false)
-    private let connectionCounter = ManagedAtomicCounter()
+    /// The last connection id handed out, for log metadata.
+    private let lastConnectionID = NIOLockedValueBox<UInt64>(0)
 
     public init(group: any EventLoopGroup, handler: any H2RequestHandler, limits: H2Limits, logger: Logger) {
         self.group = group
@@ -39,7 +40,7 @@ public final class H2Server: Sendable {
                 connections.withLockedValue { $0[id] = channel }
                 channel.closeFuture.whenComplete { [self] _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
                 var connectionLogger = logger
-                connectionLogger[metadataKey: "connection.id"] = "\(connectionCounter.next())"
+                connectionLogger[metadataKey: "connection.id"] = "\(lastConnectionID.withLockedValue { $0 += 1; return $0 })"
                 return channel.eventLoop.makeCompletedFuture {
                     let h = H2ConnectionHandler(tls: try tls.map { try TLSConnection(context: $0, server: true) },
                                                 session: try ServerSession(handler: handler, limits: limits),
@@ -72,10 +73,4 @@ public final class H2Server: Sendable {
         if !left.isEmpty { logger.warning("drain.timeout", metadata: ["closing": "\(left.count)"]) }
         for channel in left { try? await channel.close() }
     }
-}
-
-/// A connection id source.
-final class ManagedAtomicCounter: Sendable {
-    private let value = NIOLockedValueBox<UInt64>(0)
-    func next() -> UInt64 { value.withLockedValue { $0 += 1; return $0 } }
 }
