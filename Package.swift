@@ -62,12 +62,14 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], path: "Sources/Server", swiftSettings: vectorISA),
-        .target(name: "Bench", dependencies: ["Kernels", "Model"], path: "Sources/Bench",
+        .target(name: "Training", dependencies: ["Kernels", "Model"], path: "Sources/Training",
+                swiftSettings: vectorISA),
+        .target(name: "Bench", dependencies: ["Kernels", "Model", "Training"], path: "Sources/Bench",
                 swiftSettings: vectorISA),
         .executableTarget(
             name: "scenescore",
             dependencies: [
-                "Kernels", "Model", "Bench", "CShims", "Server",
+                "Kernels", "Model", "Training", "Bench", "CShims", "Server",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -85,6 +87,8 @@ let package = Package(
             "Server", "Model", "Scenes", "Wire", "H2", .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/ServerTests", swiftSettings: vectorISA),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Kernels"],
+                    path: "Tests/TrainingTests", swiftSettings: vectorISA),
         .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests",
                     swiftSettings: vectorISA),
     ]
