@@ -30,3 +30,31 @@ func loadWorldConfig(_ path: String?) throws -> WorldConfig {
     guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
     return try WorldConfig.load(json: data)
 }
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train one transfer method on a generated world and report its target scores.")
+    @Option(help: "Method: a target-only, b zero-shot, c pooled, d multi-task, e adversarial, f head fine-tune, g f on e.") var method: String = "g"
+    @Option(help: "Fraction of the target pool to train on.") var fraction = 0.01
+    @Option(help: "World config JSON.") var worldConfig: String?
+    @Option(help: "Experiment config JSON.") var config: String?
+    @Option var seed: UInt64 = 1
+    @Option var rho: Double?
+
+    func run() throws {
+        guard let m = TransferMethod(rawValue: method) else { throw ValidationError("unknown method '\(method)'") }
+        var w = try loadWorldConfig(worldConfig)
+        w.seed = seed
+        if let rho { w.rho = rho }
+        let experimentConfig = try config.map { p in try ExperimentConfig.load(json: FileManager.default.contents(atPath: p) ?? Data()) } ?? ExperimentConfig()
+        let world = WorldGenerator.generate(w)
+        let experiment = TransferExperiment(world: world, config: experimentConfig, seed: seed)
+        let scores = try experiment.run(m, fraction: fraction)
+        print(scores, experiment.ceilings)
+        for (k, log) in experiment.logs.sorted(by: { $0.key < $1.key }) {
+            print(k, "samples", log.samples, "s", String(format: "%.1f", log.seconds), "samples/s", Int(log.samplesPerSecond),
+                  "GFLOP/s", String(format: "%.1f", log.flops / log.seconds / 1e9), "loss", log.epochLoss)
+        }
+    }
+}

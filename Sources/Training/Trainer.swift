@@ -1,0 +1,362 @@
+import Foundation
+import Kernels
+
+/// Options of one training run.
+public struct TrainingOptions: Codable, Sendable, Equatable {
+    public var epochs: Int = 2
+    /// Small training sets get more epochs, up to this many optimizer steps in all.
+    public var minSteps: Int = 0
+    public var batchSize: Int = 512
+    public var adam = AdamOptions()
+    /// L2 decay on the embedding rows a batch touches.
+    public var embeddingDecay: Float = 1e-6
+    /// μ: weight of the discriminator's loss (method e); the backbone receives −λ(p)·μ·∂L_d/∂h.
+    public var discriminatorWeight: Float = 0.1
+    public var discriminatorHidden: Int = 64
+    /// Worker threads: a batch is split across them and their gradients summed in a fixed order.
+    public var threads: Int = 2
+    public init() {}
+}
+
+/// One block of training data: its rows go to head `head`, belong to scene `domain` for the
+/// discriminator, are weighted `weight` (λ_s) in the loss and appear `repeats` times per epoch.
+struct TrainingPart: Sendable {
+    var data: Impressions
+    var head: Int
+    var domain: Int
+    var weight: Float = 1
+    var repeats: Int = 1
+}
+
+/// What a run measured.
+public struct TrainingLog: Codable, Sendable {
+    public var epochLoss: [Double] = []
+    public var samples = 0
+    public var seconds = 0.0
+    /// Multiply-adds of the forward and backward products, for the fraction of kernel GFLOP/s.
+    public var flops = 0.0
+    public var samplesPerSecond: Double { seconds > 0 ? Double(samples) / seconds : 0 }
+}
+
+/// Mini-batch training of a backbone with several heads (and optionally a scene discriminator
+/// behind a gradient-reversal layer). Deterministic by seed: batches come from a seeded
+/// shuffle, each worker owns a fixed slice of every batch, and gradients are reduced in worker
+/// order — the result does not depend on thread timing. (Unchecked Sendable: inside a
+/// parallel section workers only read the weights and write their own scratch and gradients;
+/// weights change only between sections, on the calling thread.)
+final class Trainer: @unchecked Sendable {
+    let backbone: BackboneNet
+    var heads: [HeadNet]
+    var discriminator: DiscriminatorNet?
+    let workers: Int
+    private(set) var step = 0
+    private let scratch: [WorkerScratch]
+
+    init(backbone: BackboneNet, heads: [HeadNet], discriminator: DiscriminatorNet? = nil, workers: Int) {
+        self.backbone = backbone; self.heads = heads; self.discriminator = discriminator
+        self.workers = workers
+        scratch = (0..<workers).map { _ in WorkerScratch() }
+    }
+
+    // MARK: Training
+
+    func train(_ parts: [TrainingPart], options o: TrainingOptions, seed: UInt64) -> TrainingLog {
+        var log = TrainingLog()
+        var order: [(part: Int32, row: Int32)] = []
+        for (p, part) in parts.enumerated() {
+            for _ in 0..<part.repeats { for r in 0..<part.data.count { order.append((Int32(p), Int32(r))) } }
+        }
+        guard !order.isEmpty else { return log }
+        // Frozen backbone: h of every training row once, then only the heads train.
+        let cache: [FloatBuffer]? = backbone.trainable ? nil : parts.map { hidden($0.data) }
+        let batchesPerEpoch = (order.count + o.batchSize - 1) / o.batchSize
+        let epochs = max(o.epochs, (o.minSteps + batchesPerEpoch - 1) / batchesPerEpoch)
+        let totalSteps = max(epochs * batchesPerEpoch, 1)
+        var rng = Random(seed: seed, stream: "batches")
+        let start = DispatchTime.now().uptimeNanoseconds
+        var stepInRun = 0
+        for _ in 0..<epochs {
+            rng.shuffle(&order)
+            var epochLoss = 0.0  // mean of the batches' mean losses
+            for b in 0..<batchesPerEpoch {
+                var batch = Array(order[(b * o.batchSize)..<min((b + 1) * o.batchSize, order.count)])
+                batch.sort { ($0.part, $0.row) < ($1.part, $1.row) }
+                let progress = Double(stepInRun) / Double(totalSteps)
+                let reversal = Float(2 / (1 + Foundation.exp(-10 * progress)) - 1)
+                epochLoss += runStep(batch, parts: parts, cache: cache, options: o, reversal: reversal, log: &log)
+                stepInRun += 1
+            }
+            log.epochLoss.append(epochLoss / Double(batchesPerEpoch))
+        }
+        log.seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return log
+    }
+
+    /// Forward, backward and Adam update for one batch; returns the batch's mean loss.
+    private func runStep(_ batch: [(part: Int32, row: Int32)], parts: [TrainingPart], cache: [FloatBuffer]?,
+                         options o: TrainingOptions, reversal: Float, log: inout TrainingLog) -> Double {
+        let (loss, flops) = gradients(batch, parts: parts, cache: cache, discriminatorWeight: o.discriminatorWeight, reversal: reversal)
+        log.flops += flops
+        log.samples += batch.count
+        step += 1
+        // Updates, single-threaded, in a fixed order.
+        if backbone.trainable {
+            var embeddingOptions = o.adam
+            embeddingOptions.weightDecay = o.embeddingDecay
+            backbone.tables.forEach { $0.update(step: step, options: embeddingOptions) }
+            backbone.layers.forEach { $0.update(step: step, options: o.adam) }
+        }
+        let usedHeads = Set(batch.map { parts[Int($0.part)].head }.filter { $0 >= 0 })
+        for h in usedHeads.sorted() { heads[h].layers.forEach { $0.update(step: step, options: o.adam) } }
+        if let d = discriminator, backbone.trainable {
+            var plain = o.adam
+            plain.weightDecay = 0
+            d.layers.forEach { $0.update(step: step, options: plain) }
+        }
+        return loss
+    }
+
+    /// Gradients of the batch's objective — mean weighted cross-entropy of the heads, plus μ ×
+    /// the discriminator's cross-entropy for its own weights, minus reversal × μ × that for the
+    /// backbone's — summed into the parameters' gradient buffers (dense: per worker; embedding
+    /// rows: in batch order). Returns (task loss, flops).
+    func gradients(_ batch: [(part: Int32, row: Int32)], parts: [TrainingPart], cache: [FloatBuffer]?,
+                   discriminatorWeight: Float, reversal: Float) -> (Double, Double) {
+        let n = batch.count, perWorker = (n + workers - 1) / workers
+        let sliceCount = (n + perWorker - 1) / perWorker
+        heads.forEach { h in h.layers.forEach { $0.zeroGradients() } }
+        backbone.layers.forEach { $0.zeroGradients() }
+        discriminator?.layers.forEach { $0.zeroGradients() }
+        let scale = 1 / Float(n)
+        DispatchQueue.concurrentPerform(iterations: sliceCount) { w in
+            let lo = w * perWorker, hi = min(n, lo + perWorker)
+            workerStep(Array(batch[lo..<hi]), parts: parts, cache: cache, worker: w, lossScale: scale,
+                       discriminatorWeight: discriminatorWeight, reversal: reversal)
+        }
+        var loss = 0.0, flops = 0.0
+        for w in 0..<sliceCount {
+            let s = scratch[w]
+            loss += s.loss
+            flops += s.flops
+            guard backbone.trainable else { continue }
+            let lo = w * perWorker, hi = min(n, lo + perWorker), width = backbone.inputWidth
+            for (i, item) in batch[lo..<hi].enumerated() {
+                backbone.accumulateEmbeddingGradient(parts[Int(item.part)].data, row: Int(item.row), s.dx0.pointer + i * width)
+            }
+        }
+        return (loss, flops)
+    }
+
+    /// The discriminator's loss (× μ) of the last `gradients` call.
+    var lastDiscriminatorLoss: Double { scratch.reduce(0) { $0 + $1.discLoss } }
+
+    /// One worker's slice: forward, loss, backward into its own gradient buffers.
+    private func workerStep(_ rows: [(part: Int32, row: Int32)], parts: [TrainingPart], cache: [FloatBuffer]?, worker w: Int,
+                            lossScale: Float, discriminatorWeight: Float, reversal: Float) {
+        let s = scratch[w], m = rows.count, H = backbone.outputWidth
+        s.loss = 0; s.discLoss = 0; s.flops = 0
+        let h = forwardBackbone(rows.map { (parts[Int($0.part)].data, Int($0.row)) }, cache: cache.map { c in
+            rows.map { (c[Int($0.part)], Int($0.row)) } }, scratch: s)
+        s.dh.reserve(m * H)
+        s.dh.zero(m * H)
+        // Heads, one contiguous segment per part (the batch is sorted by part).
+        var start = 0
+        while start < m {
+            var end = start
+            while end < m && rows[end].part == rows[start].part { end += 1 }
+            let part = parts[Int(rows[start].part)]
+            if part.head < 0 { start = end; continue }  // unlabeled rows: discriminator only
+            let labels = rows[start..<end].map { part.data.labels[Int($0.row)] }
+            headStep(heads[part.head], h: h + start * H, rows: end - start, labels: labels,
+                     weight: part.weight * lossScale, scratch: s, worker: w, dh: s.dh.pointer + start * H)
+            start = end
+        }
+        if let d = discriminator, backbone.trainable {
+            discriminatorStep(d, h: h, rows: m, domains: rows.map { parts[Int($0.part)].domain },
+                              weight: discriminatorWeight * lossScale, reversal: reversal, scratch: s, worker: w)
+        }
+        if backbone.trainable { backwardBackbone(rows: m, scratch: s, worker: w) }
+    }
+
+    /// Layer-0 inputs and the backbone's activations for `rows`; returns h (rows × H). With a
+    /// cache (frozen backbone), h is copied from it.
+    private func forwardBackbone(_ rows: [(Impressions, Int)], cache: [(FloatBuffer, Int)]?, scratch s: WorkerScratch) -> UnsafeMutablePointer<Float> {
+        let m = rows.count, H = backbone.outputWidth
+        if let cache {
+            s.cachedH.reserve(m * H)
+            for (i, (buf, r)) in cache.enumerated() { (s.cachedH.pointer + i * H).update(from: buf.pointer + r * H, count: H) }
+            return s.cachedH.pointer
+        }
+        let width = backbone.inputWidth
+        s.x0.reserve(m * width)
+        for (i, (data, r)) in rows.enumerated() { backbone.gatherInput(data, row: r, into: s.x0.pointer + i * width) }
+        while s.acts.count < backbone.layers.count { s.acts.append(FloatBuffer(count: 0)) }
+        var input = UnsafePointer(s.x0.pointer)
+        for (l, layer) in backbone.layers.enumerated() {
+            s.acts[l].reserve(m * layer.outputs)
+            layer.forward(input, rows: m, into: s.acts[l].pointer, activation: .relu)
+            s.flops += 2 * Double(m * layer.inputs * layer.outputs)
+            input = UnsafePointer(s.acts[l].pointer)
+        }
+        return s.acts[backbone.layers.count - 1].pointer
+    }
+
+    /// Head forward, cross-entropy on the logit, head backward; adds dL/dh into `dh`.
+    private func headStep(_ head: HeadNet, h: UnsafeMutablePointer<Float>, rows m: Int, labels: [Float], weight: Float,
+                          scratch s: WorkerScratch, worker w: Int, dh: UnsafeMutablePointer<Float>) {
+        let logits = headForward(head, h: h, rows: m, scratch: s)
+        let K = head.output.outputs
+        s.dLogits.reserve(m * K)
+        s.dLogits.zero(m * K)
+        for r in 0..<m {
+            let z = Double(logits[r * K]), y = Double(labels[r])
+            s.loss += Double(weight) * RankingMetrics.crossEntropy(logit: z, label: y)
+            s.dLogits.pointer[r * K] = weight * Float(sigmoid(z) - y)
+        }
+        // Output and tower, back to dL/dh'.
+        let towerInputs = [s.h2.pointer] + s.tower.prefix(head.tower.count).map(\.pointer)
+        var dy = UnsafeMutablePointer(s.dLogits.pointer)
+        var layer = head.output, li = head.tower.count
+        while true {
+            let x = towerInputs[li]
+            let dxBuf = li == 0 ? s.dh2 : s.dTower[li - 1]
+            dxBuf.reserve(m * layer.inputs)
+            layer.backward(x, dy, rows: m, worker: w, scratch: s.transpose, dx: dxBuf.pointer)
+            s.flops += 4 * Double(m * layer.inputs * layer.outputs)
+            if li == 0 { break }
+            reluBackward(dxBuf.pointer, activations: x, count: m * layer.inputs)
+            dy = dxBuf.pointer
+            li -= 1
+            layer = head.tower[li]
+        }
+        // h' = h + U a + b_U, a = relu(D h + b_D).
+        let H = head.up.outputs, B = head.down.outputs
+        for i in 0..<(m * H) { dh[i] += s.dh2.pointer[i] }
+        s.da.reserve(m * B)
+        head.up.backward(s.a.pointer, s.dh2.pointer, rows: m, worker: w, scratch: s.transpose, dx: s.da.pointer)
+        reluBackward(s.da.pointer, activations: s.a.pointer, count: m * B)
+        s.dTmp.reserve(m * H)
+        head.down.backward(h, s.da.pointer, rows: m, worker: w, scratch: s.transpose, dx: s.dTmp.pointer)
+        for i in 0..<(m * H) { dh[i] += s.dTmp.pointer[i] }
+        s.flops += 8 * Double(m * H * B)
+    }
+
+    /// The head's forward pass over h; returns the logits (rows × K) in scratch.
+    @discardableResult
+    private func headForward(_ head: HeadNet, h: UnsafeMutablePointer<Float>, rows m: Int, scratch s: WorkerScratch) -> UnsafeMutablePointer<Float> {
+        let H = head.up.outputs
+        s.a.reserve(m * head.down.outputs)
+        head.down.forward(h, rows: m, into: s.a.pointer, activation: .relu)
+        s.h2.reserve(m * H)
+        head.up.forward(s.a.pointer, rows: m, into: s.h2.pointer, activation: .identity, addend: h)
+        var x = s.h2.pointer
+        while s.tower.count < head.tower.count { s.tower.append(FloatBuffer(count: 0)); s.dTower.append(FloatBuffer(count: 0)) }
+        for (j, t) in head.tower.enumerated() {
+            s.tower[j].reserve(m * t.outputs)
+            t.forward(x, rows: m, into: s.tower[j].pointer, activation: .relu)
+            x = s.tower[j].pointer
+        }
+        s.logits.reserve(m * head.output.outputs)
+        head.output.forward(x, rows: m, into: s.logits.pointer, activation: .identity)
+        s.flops += 2 * Double(m) * Double(head.layers.reduce(0) { $0 + $1.inputs * $1.outputs })
+        return s.logits.pointer
+    }
+
+    /// Softmax cross-entropy of the discriminator on h; its own gradients as usual, and
+    /// −reversal · ∂L_d/∂h added to dL/dh (the gradient-reversal layer).
+    private func discriminatorStep(_ d: DiscriminatorNet, h: UnsafeMutablePointer<Float>, rows m: Int, domains: [Int],
+                                   weight: Float, reversal: Float, scratch s: WorkerScratch, worker w: Int) {
+        let D = d.hidden.outputs, S = d.domains, H = d.hidden.inputs
+        s.discHidden.reserve(m * D); s.discLogits.reserve(m * S)
+        d.hidden.forward(h, rows: m, into: s.discHidden.pointer, activation: .relu)
+        d.output.forward(s.discHidden.pointer, rows: m, into: s.discLogits.pointer, activation: .identity)
+        let z = s.discLogits.pointer
+        for r in 0..<m {
+            let row = z + r * S
+            var mx = row[0]
+            for j in 1..<S { mx = max(mx, row[j]) }
+            var sum: Float = 0
+            for j in 0..<S { row[j] = Foundation.exp(row[j] - mx); sum += row[j] }
+            for j in 0..<S { row[j] /= sum }
+            s.discLoss -= Double(weight) * Foundation.log(Double(max(row[domains[r]], 1e-30)))
+            for j in 0..<S { row[j] = weight * (row[j] - (j == domains[r] ? 1 : 0)) }
+        }
+        s.discGrad.reserve(m * D)
+        d.output.backward(s.discHidden.pointer, z, rows: m, worker: w, scratch: s.transpose, dx: s.discGrad.pointer)
+        reluBackward(s.discGrad.pointer, activations: s.discHidden.pointer, count: m * D)
+        s.dTmp.reserve(m * H)
+        d.hidden.backward(h, s.discGrad.pointer, rows: m, worker: w, scratch: s.transpose, dx: s.dTmp.pointer)
+        for i in 0..<(m * H) { s.dh.pointer[i] -= reversal * s.dTmp.pointer[i] }
+        s.flops += 6 * Double(m * (H * D + D * S))
+    }
+
+    /// Backprop from dL/dh through the MLP to dL/d(layer-0 input) in `dx0`.
+    private func backwardBackbone(rows m: Int, scratch s: WorkerScratch, worker w: Int) {
+        var dy = s.dh.pointer
+        for l in stride(from: backbone.layers.count - 1, through: 0, by: -1) {
+            let layer = backbone.layers[l]
+            reluBackward(dy, activations: s.acts[l].pointer, count: m * layer.outputs)
+            let x = l == 0 ? s.x0.pointer : s.acts[l - 1].pointer
+            let dxBuf = l == 0 ? s.dx0 : (dy == s.dPing.pointer ? s.dPong : s.dPing)
+            dxBuf.reserve(m * layer.inputs)
+            layer.backward(x, dy, rows: m, worker: w, scratch: s.transpose, dx: dxBuf.pointer)
+            s.flops += 4 * Double(m * layer.inputs * layer.outputs)
+            dy = dxBuf.pointer
+        }
+    }
+
+    @inline(__always)
+    private func reluBackward(_ g: UnsafeMutablePointer<Float>, activations a: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count where a[i] <= 0 { g[i] = 0 }
+    }
+
+    // MARK: Inference
+
+    /// h for every row of `data` (rows × H).
+    func hidden(_ data: Impressions) -> FloatBuffer {
+        let H = backbone.outputWidth, out = FloatBuffer(count: data.count * H)
+        forEachChunk(data.count) { lo, hi, s in
+            let h = forwardBackbone((lo..<hi).map { (data, $0) }, cache: nil, scratch: s)
+            (out.pointer + lo * H).update(from: h, count: (hi - lo) * H)
+        }
+        return out
+    }
+
+    /// Logits of head `head` for every row (output 0).
+    func predict(_ data: Impressions, head: Int) -> [Float] {
+        let out = FloatBuffer(count: data.count), K = heads[head].output.outputs
+        forEachChunk(data.count) { lo, hi, s in
+            let h = forwardBackbone((lo..<hi).map { (data, $0) }, cache: nil, scratch: s)
+            let logits = headForward(heads[head], h: h, rows: hi - lo, scratch: s)
+            for r in 0..<(hi - lo) { out.pointer[lo + r] = logits[r * K] }
+        }
+        return out.array
+    }
+
+    /// Runs `body` over chunks of 1024 rows, spread over the workers.
+    private func forEachChunk(_ n: Int, _ body: @Sendable (Int, Int, WorkerScratch) -> Void) {
+        let chunk = 1024, chunks = (n + chunk - 1) / chunk
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            var c = w
+            while c < chunks {
+                body(c * chunk, min(n, (c + 1) * chunk), scratch[w])
+                c += workers
+            }
+        }
+    }
+}
+
+/// One worker's activations and gradients, reused across steps.
+final class WorkerScratch: @unchecked Sendable {
+    var x0 = FloatBuffer(count: 0), dx0 = FloatBuffer(count: 0)
+    var acts: [FloatBuffer] = []
+    var dPing = FloatBuffer(count: 0), dPong = FloatBuffer(count: 0)
+    var dh = FloatBuffer(count: 0), dh2 = FloatBuffer(count: 0), dTmp = FloatBuffer(count: 0)
+    var cachedH = FloatBuffer(count: 0)
+    var a = FloatBuffer(count: 0), da = FloatBuffer(count: 0), h2 = FloatBuffer(count: 0)
+    var tower: [FloatBuffer] = [], dTower: [FloatBuffer] = []
+    var logits = FloatBuffer(count: 0), dLogits = FloatBuffer(count: 0)
+    var discHidden = FloatBuffer(count: 0), discLogits = FloatBuffer(count: 0), discGrad = FloatBuffer(count: 0)
+    var transpose = FloatBuffer(count: 0)
+    var loss = 0.0, discLoss = 0.0, flops = 0.0
+}

@@ -1,0 +1,222 @@
+import Foundation
+import Model
+
+/// The transfer methods of the benchmark (shared TRANSFER-BENCHMARK.md, "Protocol").
+public enum TransferMethod: String, Codable, CaseIterable, Sendable {
+    /// a. target-only: a fresh backbone and head trained on the target fraction.
+    case targetOnly = "a"
+    /// b. zero-shot: the multi-task pretrained backbone with a source head, no target data.
+    case zeroShot = "b"
+    /// c. pooled: one backbone and head on sources + target fraction, the scene as a feature.
+    case pooled = "c"
+    /// d. multi-task pretraining across the sources (L = Σ λ_s L_s), then the whole network
+    ///    (backbone and a new target head) trained on the target fraction.
+    case multiTask = "d"
+    /// e. d with a scene discriminator on h trained through gradient reversal during pretraining.
+    case adversarial = "e"
+    /// f. frozen d backbone; a target head initialised from a source head, fine-tuned (L2-SP).
+    case fineTune = "f"
+    /// g. f on the e backbone.
+    case adversarialFineTune = "g"
+
+    public var label: String {
+        switch self {
+        case .targetOnly: "a target-only"
+        case .zeroShot: "b zero-shot"
+        case .pooled: "c pooled + scene feature"
+        case .multiTask: "d multi-task, full fine-tune"
+        case .adversarial: "e d + adversarial, full fine-tune"
+        case .fineTune: "f head fine-tune (d backbone)"
+        case .adversarialFineTune: "g head fine-tune (e backbone)"
+        }
+    }
+}
+
+/// Architecture and schedules of the transfer experiments.
+public struct ExperimentConfig: Codable, Sendable {
+    public var backbone = DefaultModel.backboneSpec
+    public var bottleneck = 32
+    public var tower = [64]
+    /// Method c's extra context field.
+    public var sceneFeature = FieldSpec(name: "scene", vocab: 64, dim: 8)
+    /// λ_s per source scene in multi-task pretraining (missing: 1).
+    public var sourceWeights: [String: Float] = [:]
+    /// The source head zero-shot uses and fine-tuning starts from (default: the first source).
+    public var sourceHead: String?
+    /// Method e's discriminator also sees the target pool's features, unlabeled (domain
+    /// adaptation); labels of the pool are never read.
+    public var adversarialUsesUnlabeledTarget = true
+    public var pretrain = TrainingOptions(epochs: 2)
+    public var pooled = TrainingOptions(epochs: 1)
+    public var targetOnly = TrainingOptions(epochs: 2, minSteps: 150)
+    public var fullFineTune = TrainingOptions(epochs: 2, minSteps: 100, learningRate: 3e-4)
+    public var headFineTune = TrainingOptions(epochs: 3, minSteps: 100, learningRate: 1e-3, weightDecay: 1e-3)
+    public var threads = 2
+
+    public init() {}
+
+    public static func load(json: Data) throws -> ExperimentConfig {
+        let defaults = try JSONSerialization.jsonObject(with: JSONEncoder().encode(ExperimentConfig())) as! [String: Any]
+        guard let overrides = try JSONSerialization.jsonObject(with: json) as? [String: Any] else {
+            throw ConfigError("the experiment config must be a JSON object")
+        }
+        if let unknown = Set(overrides.keys).subtracting(defaults.keys).sorted().first {
+            throw ConfigError("unknown experiment config key '\(unknown)' (known: \(defaults.keys.sorted().joined(separator: ", ")))")
+        }
+        do {
+            return try JSONDecoder().decode(ExperimentConfig.self, from: JSONSerialization.data(withJSONObject: defaults.merging(overrides) { _, n in n }))
+        } catch {
+            throw ConfigError("experiment config: \(error)")
+        }
+    }
+}
+
+extension TrainingOptions {
+    init(epochs: Int, minSteps: Int = 0, learningRate: Float = 1e-3, weightDecay: Float = 0) {
+        self.init()
+        self.epochs = epochs; self.minSteps = minSteps
+        adam.learningRate = learningRate; adam.weightDecay = weightDecay
+    }
+}
+
+func logit(_ p: Double) -> Float {
+    let q = min(max(p, 1e-4), 1 - 1e-4)
+    return Float(Foundation.log(q / (1 - q)))
+}
+
+/// Scores of one trained model on the target test set (and on a source test set).
+public struct MethodScores: Codable, Sendable {
+    public var auc: Double
+    /// nil when the data carry no η (not generated).
+    public var softAUC: Double?
+    public var logloss: Double
+    /// AUC of the source head on the source scene's test set, after adaptation.
+    public var sourceAUC: Double?
+    public var trainSamples: Int
+    public var trainSeconds: Double
+}
+
+/// Runs the methods on one world. Pretrained backbones depend on the sources only, so one
+/// experiment pretrains each once and reuses them for every target fraction.
+public final class TransferExperiment {
+    public let world: World
+    public let config: ExperimentConfig
+    let seed: UInt64
+    private var pretrained: [Bool: (trainer: Trainer, log: TrainingLog)] = [:]
+    public private(set) var logs: [String: TrainingLog] = [:]
+
+    public init(world: World, config: ExperimentConfig, seed: UInt64) {
+        self.world = world; self.config = config; self.seed = seed
+    }
+
+    var sources: [SceneData] { world.sources }
+    var sourceHeadIndex: Int {
+        guard let name = config.sourceHead else { return 0 }
+        return sources.firstIndex { $0.name == name } ?? 0
+    }
+    var workers: Int { max(1, config.threads) }
+
+    func newHead(baseRate: Double, rng: inout Random) -> HeadNet {
+        HeadNet(input: config.backbone.outputWidth, bottleneck: config.bottleneck, tower: config.tower, outputs: 1,
+                baseRate: baseRate, workers: workers, rng: &rng)
+    }
+
+    /// Multi-task pretraining on the sources, one head per source, optionally adversarial.
+    func pretrainedModel(adversarial: Bool) -> Trainer {
+        if let done = pretrained[adversarial] { return done.trainer }
+        var rng = Random(seed: seed, stream: "init.pretrain.\(adversarial)")
+        let backbone = BackboneNet(spec: config.backbone, workers: workers, rng: &rng)
+        let heads = sources.map { newHead(baseRate: $0.train.clickRate, rng: &rng) }
+        var parts = sources.enumerated().map { i, s in
+            TrainingPart(data: s.train, head: i, domain: i, weight: config.sourceWeights[s.name] ?? 1)
+        }
+        var discriminator: DiscriminatorNet?
+        if adversarial {
+            if config.adversarialUsesUnlabeledTarget {
+                parts.append(TrainingPart(data: world.target.train, head: -1, domain: sources.count))
+            }
+            discriminator = DiscriminatorNet(input: config.backbone.outputWidth, hidden: config.pretrain.discriminatorHidden,
+                                             domains: parts.count, workers: workers, rng: &rng)
+        }
+        let trainer = Trainer(backbone: backbone, heads: heads, discriminator: discriminator, workers: workers)
+        let log = trainer.train(parts, options: config.pretrain, seed: seed)
+        pretrained[adversarial] = (trainer, log)
+        logs["pretrain\(adversarial ? "-adversarial" : "")"] = log
+        return trainer
+    }
+
+    /// Trains `method` with the first `fraction` of the target pool and scores it.
+    public func run(_ method: TransferMethod, fraction: Double) throws -> MethodScores {
+        let target = world.target
+        let train = target.train.prefix(max(1, Int((Double(target.train.count) * fraction).rounded())))
+        var rng = Random(seed: seed, stream: "init.\(method.rawValue).\(fraction)")
+        let sourceIndex = sourceHeadIndex
+        var log = TrainingLog()
+        let model: Trainer, targetHead: Int, sourceHead: Int?
+        switch method {
+        case .targetOnly:
+            let backbone = BackboneNet(spec: config.backbone, workers: workers, rng: &rng)
+            model = Trainer(backbone: backbone, heads: [newHead(baseRate: train.clickRate, rng: &rng)], workers: workers)
+            log = model.train([TrainingPart(data: train, head: 0, domain: 0)], options: config.targetOnly, seed: seed)
+            (targetHead, sourceHead) = (0, nil)
+        case .zeroShot:
+            model = pretrainedModel(adversarial: false)
+            (targetHead, sourceHead) = (sourceIndex, sourceIndex)
+        case .pooled:
+            var spec = config.backbone
+            spec.contextFields.append(config.sceneFeature)
+            let backbone = BackboneNet(spec: spec, workers: workers, rng: &rng)
+            let all = sources.map(\.train) + [train]
+            let rate = all.reduce(0.0) { $0 + $1.clickRate * Double($1.count) } / Double(all.reduce(0) { $0 + $1.count })
+            model = Trainer(backbone: backbone, heads: [newHead(baseRate: rate, rng: &rng)], workers: workers)
+            var parts = sources.map { TrainingPart(data: $0.train.addingContextID(UInt32($0.index)), head: 0, domain: 0) }
+            parts.append(TrainingPart(data: train.addingContextID(UInt32(target.index)), head: 0, domain: 0))
+            log = model.train(parts, options: config.pooled, seed: seed)
+            let scores = evaluate(model, head: 0, on: target.test.addingContextID(UInt32(target.index)))
+            let source = sources[sourceIndex]
+            let sourceAUC = RankingMetrics.auc(scores: model.predict(source.test.addingContextID(UInt32(source.index)), head: 0),
+                                               labels: source.test.labels)
+            return MethodScores(auc: scores.auc, softAUC: scores.softAUC, logloss: scores.logloss, sourceAUC: sourceAUC,
+                                trainSamples: log.samples, trainSeconds: log.seconds)
+        case .multiTask, .adversarial:
+            let base = pretrainedModel(adversarial: method == .adversarial)
+            let backbone = base.backbone.copy(workers: workers)
+            model = Trainer(backbone: backbone, heads: base.heads + [newHead(baseRate: train.clickRate, rng: &rng)], workers: workers)
+            log = model.train([TrainingPart(data: train, head: sources.count, domain: 0)], options: config.fullFineTune, seed: seed)
+            (targetHead, sourceHead) = (sources.count, sourceIndex)
+        case .fineTune, .adversarialFineTune:
+            let base = pretrainedModel(adversarial: method == .adversarialFineTune)
+            base.backbone.trainable = false
+            let head = base.heads[sourceIndex].copy(workers: workers)
+            head.anchorToCurrentWeights()
+            // Shift the output bias from the source's base rate to the fraction's: the one
+            // thing even 0.5 % of the pool estimates well.
+            head.output.bias.value.pointer[0] += logit(train.clickRate) - logit(sources[sourceIndex].train.clickRate)
+            head.output.repack()
+            model = Trainer(backbone: base.backbone, heads: base.heads + [head], workers: workers)
+            log = model.train([TrainingPart(data: train, head: sources.count, domain: 0)], options: config.headFineTune, seed: seed)
+            base.backbone.trainable = true
+            (targetHead, sourceHead) = (sources.count, sourceIndex)
+        }
+        var scores = evaluate(model, head: targetHead, on: target.test)
+        if let sourceHead {
+            let source = sources[sourceIndex]
+            scores.sourceAUC = RankingMetrics.auc(scores: model.predict(source.test, head: sourceHead), labels: source.test.labels)
+        }
+        scores.trainSamples = log.samples
+        scores.trainSeconds = log.seconds
+        logs["\(method.rawValue)@\(fraction)"] = log
+        return scores
+    }
+
+    /// The reference rows: AUC* and the zero-shot ceiling on the target test set.
+    public var ceilings: (aucStar: Double, zeroShot: Double) { (world.target.aucStar, world.zeroShotCeiling) }
+
+    func evaluate(_ model: Trainer, head: Int, on test: Impressions) -> MethodScores {
+        let logits = model.predict(test, head: head)
+        let soft = test.eta.map { eta in RankingMetrics.softAUC(scores: logits, probabilities: eta.map { Float(sigmoid(Double($0))) }) }
+        return MethodScores(auc: RankingMetrics.auc(scores: logits, labels: test.labels), softAUC: soft,
+                            logloss: RankingMetrics.logloss(logits: logits, labels: test.labels), sourceAUC: nil,
+                            trainSamples: 0, trainSeconds: 0)
+    }
+}
