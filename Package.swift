@@ -17,6 +17,11 @@ let vectorISA: [SwiftSetting] = [
     .define("SCENESCORE_AVX2", .when(platforms: [.linux])),
 ] + (avx512CPUs.contains(targetCPU) ? [.define("SCENESCORE_AVX512", .when(platforms: [.linux]))] : [])
 
+// Numeric code is optimised in debug builds too: unoptimised SIMD and array code runs a
+// hundred times slower, which would turn the training tests (a few seconds of real training)
+// into an hour.
+let numericISA: [SwiftSetting] = vectorISA + [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 let package = Package(
     name: "SceneScore",
     platforms: [.macOS(.v14)],
@@ -39,9 +44,9 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "CShims", dependencies: ["COpenSSL", "CNGHTTP2"], path: "Sources/CShims"),
 
-        .target(name: "Kernels", path: "Sources/Kernels", swiftSettings: vectorISA),
+        .target(name: "Kernels", path: "Sources/Kernels", swiftSettings: numericISA),
         .target(name: "Model", dependencies: ["Kernels", "COpenSSL"], path: "Sources/Model",
-                swiftSettings: vectorISA),
+                swiftSettings: numericISA),
         .target(name: "Wire", path: "Sources/Wire"),
         .target(name: "H2", dependencies: [
             "CNGHTTP2", "COpenSSL", "CShims",
@@ -63,7 +68,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], path: "Sources/Server", swiftSettings: vectorISA),
         .target(name: "Training", dependencies: ["Kernels", "Model"], path: "Sources/Training",
-                swiftSettings: vectorISA),
+                swiftSettings: numericISA),
         .target(name: "Bench", dependencies: ["Kernels", "Model", "Training"], path: "Sources/Bench",
                 swiftSettings: vectorISA),
         .executableTarget(
@@ -88,7 +93,7 @@ let package = Package(
         ], path: "Tests/ServerTests", swiftSettings: vectorISA),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Kernels"],
-                    path: "Tests/TrainingTests", swiftSettings: vectorISA),
+                    path: "Tests/TrainingTests", swiftSettings: numericISA),
         .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests",
                     swiftSettings: vectorISA),
     ]

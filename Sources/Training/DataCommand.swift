@@ -9,7 +9,7 @@ public enum DataGeneration {
             public let trainImpressions: Int, testImpressions: Int
             public let clickRate: Double
             /// Soft AUC of η on the test set.
-            public let aucStar: Double
+            public let aucStar: Double?
             /// Target only: soft AUC of the source label function on the test set.
             public let zeroShotCeiling: Double?
         }

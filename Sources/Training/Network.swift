@@ -110,8 +110,11 @@ final class HeadNet: @unchecked Sendable {
         self.tower = tower
         // The output bias starts at the logit of the training base rate (from zero, a head
         // trained on a fraction of a percent of the data ranks below chance for many steps).
+        // Its weights start at zero, so the untrained head predicts exactly the base rate
+        // instead of He-scaled noise that the first epoch would spend unlearning.
         let rate = min(max(baseRate, 1e-4), 1 - 1e-4)
-        output = Linear(inputs: width, outputs: outputs, bias: Float(Foundation.log(rate / (1 - rate))), workers: workers, rng: &rng)
+        output = Linear(inputs: width, outputs: outputs, weight: [Float](repeating: 0, count: width * outputs),
+                        bias: [Float](repeating: Float(Foundation.log(rate / (1 - rate))), count: outputs), workers: workers)
     }
 
     private init(down: Linear, up: Linear, tower: [Linear], output: Linear) {

@@ -8,10 +8,13 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var minSteps: Int = 0
     public var batchSize: Int = 512
     public var adam = AdamOptions()
+    /// Embedding rows see a few dozen updates each per epoch (one per impression of that
+    /// user or item), so they need a larger Adam step than the dense layers.
+    public var embeddingLearningRate: Float = 0.02
     /// L2 decay on the embedding rows a batch touches.
     public var embeddingDecay: Float = 1e-6
     /// μ: weight of the discriminator's loss (method e); the backbone receives −λ(p)·μ·∂L_d/∂h.
-    public var discriminatorWeight: Float = 0.1
+    public var discriminatorWeight: Float = 0.01
     public var discriminatorHidden: Int = 64
     /// Worker threads: a batch is split across them and their gradients summed in a fixed order.
     public var threads: Int = 2
@@ -103,6 +106,7 @@ final class Trainer: @unchecked Sendable {
         if backbone.trainable {
             var embeddingOptions = o.adam
             embeddingOptions.weightDecay = o.embeddingDecay
+            embeddingOptions.learningRate = o.embeddingLearningRate
             backbone.tables.forEach { $0.update(step: step, options: embeddingOptions) }
             backbone.layers.forEach { $0.update(step: step, options: o.adam) }
         }

@@ -48,9 +48,9 @@ public struct ExperimentConfig: Codable, Sendable {
     public var adversarialUsesUnlabeledTarget = true
     public var pretrain = TrainingOptions(epochs: 2)
     public var pooled = TrainingOptions(epochs: 1)
-    public var targetOnly = TrainingOptions(epochs: 2, minSteps: 150)
-    public var fullFineTune = TrainingOptions(epochs: 2, minSteps: 100, learningRate: 3e-4)
-    public var headFineTune = TrainingOptions(epochs: 3, minSteps: 100, learningRate: 1e-3, weightDecay: 1e-3)
+    public var targetOnly = TrainingOptions(epochs: 2, minSteps: 40)
+    public var fullFineTune = TrainingOptions(epochs: 2, minSteps: 40, learningRate: 3e-4)
+    public var headFineTune = TrainingOptions(epochs: 3, minSteps: 100, learningRate: 3e-4, weightDecay: 1e-2)
     public var threads = 2
 
     public init() {}
@@ -102,11 +102,23 @@ public final class TransferExperiment {
     public let world: World
     public let config: ExperimentConfig
     let seed: UInt64
-    private var pretrained: [Bool: (trainer: Trainer, log: TrainingLog)] = [:]
+    /// Pretrained models by "adversarial?", shared with experiments on the same sources.
+    private final class Pretrained { var models: [Bool: Trainer] = [:] }
+    private let pretrained: Pretrained
     public private(set) var logs: [String: TrainingLog] = [:]
+    /// Logs of the pretraining runs this experiment ran itself (not inherited ones).
+    public private(set) var pretrainingLogs: [TrainingLog] = []
 
-    public init(world: World, config: ExperimentConfig, seed: UInt64) {
+    /// `previous`: an experiment on a world with the same seed and sources (another ρ), whose
+    /// pretrained backbones are reused — pretraining never reads the target's labels.
+    public init(world: World, config: ExperimentConfig, seed: UInt64, reusingPretrainingOf previous: TransferExperiment? = nil) {
         self.world = world; self.config = config; self.seed = seed
+        if let previous, previous.seed == seed,
+           zip(previous.world.sources, world.sources).allSatisfy({ $0.train.labels == $1.train.labels }) {
+            pretrained = previous.pretrained
+        } else {
+            pretrained = Pretrained()
+        }
     }
 
     var sources: [SceneData] { world.sources }
@@ -123,7 +135,7 @@ public final class TransferExperiment {
 
     /// Multi-task pretraining on the sources, one head per source, optionally adversarial.
     func pretrainedModel(adversarial: Bool) -> Trainer {
-        if let done = pretrained[adversarial] { return done.trainer }
+        if let done = pretrained.models[adversarial] { return done }
         var rng = Random(seed: seed, stream: "init.pretrain.\(adversarial)")
         let backbone = BackboneNet(spec: config.backbone, workers: workers, rng: &rng)
         let heads = sources.map { newHead(baseRate: $0.train.clickRate, rng: &rng) }
@@ -140,8 +152,9 @@ public final class TransferExperiment {
         }
         let trainer = Trainer(backbone: backbone, heads: heads, discriminator: discriminator, workers: workers)
         let log = trainer.train(parts, options: config.pretrain, seed: seed)
-        pretrained[adversarial] = (trainer, log)
+        pretrained.models[adversarial] = trainer
         logs["pretrain\(adversarial ? "-adversarial" : "")"] = log
+        pretrainingLogs.append(log)
         return trainer
     }
 
@@ -176,6 +189,7 @@ public final class TransferExperiment {
             let source = sources[sourceIndex]
             let sourceAUC = RankingMetrics.auc(scores: model.predict(source.test.addingContextID(UInt32(source.index)), head: 0),
                                                labels: source.test.labels)
+            lastModel = (model, 0)
             return MethodScores(auc: scores.auc, softAUC: scores.softAUC, logloss: scores.logloss, sourceAUC: sourceAUC,
                                 trainSamples: log.samples, trainSeconds: log.seconds)
         case .multiTask, .adversarial:
@@ -198,6 +212,7 @@ public final class TransferExperiment {
             base.backbone.trainable = true
             (targetHead, sourceHead) = (sources.count, sourceIndex)
         }
+        lastModel = (model, targetHead)
         var scores = evaluate(model, head: targetHead, on: target.test)
         if let sourceHead {
             let source = sources[sourceIndex]
@@ -210,7 +225,10 @@ public final class TransferExperiment {
     }
 
     /// The reference rows: AUC* and the zero-shot ceiling on the target test set.
-    public var ceilings: (aucStar: Double, zeroShot: Double) { (world.target.aucStar, world.zeroShotCeiling) }
+    public var ceilings: (aucStar: Double?, zeroShot: Double?) { (world.target.aucStar, world.zeroShotCeiling) }
+
+    /// The model the last `run` trained, and the index of its target head.
+    private(set) var lastModel: (trainer: Trainer, targetHead: Int)?
 
     func evaluate(_ model: Trainer, head: Int, on test: Impressions) -> MethodScores {
         let logits = model.predict(test, head: head)

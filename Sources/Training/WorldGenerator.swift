@@ -6,8 +6,11 @@ public struct SceneData: Sendable {
     public var index: Int
     public let train: Impressions
     public let test: Impressions
-    /// Soft AUC of the true logit η on the test impressions: the Bayes-optimal AUC.
-    public var aucStar: Double { RankingMetrics.softAUC(scores: test.eta!, probabilities: test.eta!.map { Float(sigmoid(Double($0))) }) }
+    /// Soft AUC of the true logit η on the test impressions: the Bayes-optimal AUC (nil for
+    /// data that did not come from the generator).
+    public var aucStar: Double? {
+        test.eta.map { eta in RankingMetrics.softAUC(scores: eta, probabilities: eta.map { Float(sigmoid(Double($0))) }) }
+    }
     public var name: String { config.name }
 }
 
@@ -16,13 +19,38 @@ public struct SceneData: Sendable {
 public struct World: Sendable {
     public let config: WorldConfig
     public let scenes: [SceneData]
+    /// Where the data were read from; nil for a generated world.
+    public var dataDirectory: String?
+    public var isGenerated: Bool { dataDirectory == nil }
+
+    init(config: WorldConfig, scenes: [SceneData]) { self.config = config; self.scenes = scenes }
+
+    /// Reads `<directory>/<scene>/{train,test}/*.npy` for the named scenes: .npy data from
+    /// anywhere (numpy, pandas), with or without η.
+    public init(directory: String, sources: [String], target: String) throws {
+        guard !sources.isEmpty, !sources.contains(target) else { throw ConfigError("name one or more source scenes and a different target scene") }
+        var scenes: [SceneData] = []
+        for (i, name) in (sources + [target]).enumerated() {
+            let train = try Impressions(directory: "\(directory)/\(name)/train")
+            let test = try Impressions(directory: "\(directory)/\(name)/test")
+            let sc = WorldConfig.Scene(name: name, role: name == target ? "target" : "source", items: 0, categories: 0,
+                                       meanLogPrice: 0, trainImpressions: train.count, testImpressions: test.count)
+            scenes.append(SceneData(config: sc, index: i, train: train, test: test))
+        }
+        var config = WorldConfig()
+        config.scenes = scenes.map(\.config)
+        self.config = config
+        self.scenes = scenes
+        self.dataDirectory = directory
+    }
     public var sources: [SceneData] { scenes.filter { $0.config.role == "source" } }
     public var target: SceneData { scenes.first { $0.config.role == "target" }! }
 
     /// Zero-shot ceiling: soft AUC of the source label function on the target test set.
-    public var zeroShotCeiling: Double {
+    public var zeroShotCeiling: Double? {
         let t = target.test
-        return RankingMetrics.softAUC(scores: t.etaSource!, probabilities: t.eta!.map { Float(sigmoid(Double($0))) })
+        guard let source = t.etaSource, let eta = t.eta else { return nil }
+        return RankingMetrics.softAUC(scores: source, probabilities: eta.map { Float(sigmoid(Double($0))) })
     }
 }
 
@@ -118,7 +146,7 @@ public enum WorldGenerator {
                     out.itemIDs += [itemID(scene: s, item: i), categoryID(scene: s, category: category[i]),
                                     brandID(scene: s, brand: brand[i])]
                     out.itemDense += content[i]
-                    out.itemDense.append(Float(logPrice[i]))
+                    out.itemDense.append(Float(logPrice[i] - meanPrice))
                 }
                 out.eta = eta
                 out.etaSource = isTarget ? etaSource : nil

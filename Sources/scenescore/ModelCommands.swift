@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Bench
 import Model
+import Training
 
 struct ModelDirectoryOption: ParsableArguments {
     @Option(help: "Model directory: backbone.safetensors and heads/*.safetensors.")
@@ -10,8 +11,8 @@ struct ModelDirectoryOption: ParsableArguments {
     /// Builds the deterministic default model on first use, so a fresh clone can serve.
     func ensureModel() throws {
         if !FileManager.default.fileExists(atPath: modelDir + "/backbone.safetensors") {
-            print("building the default model in \(modelDir) (seeded, deterministic)")
-            try DefaultModel.write(to: modelDir)
+            print("training the default model into \(modelDir)")
+            try DefaultTraining.train(to: modelDir)
         }
     }
 }
@@ -23,13 +24,21 @@ struct ModelCommand: ParsableCommand {
 
 struct ModelInit: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "init", abstract: "Write the default model (backbone + apparel, electronics, beauty heads).")
+        commandName: "init",
+        abstract: "Train the default model (backbone + apparel, beauty, home and electronics heads) from the transfer pipeline.",
+        discussion: "--random writes seeded random weights instead (apparel, electronics and beauty heads with click and purchase outputs): for tests of the loader and the server, not for ranking.")
     @Option(help: "Output directory.") var dir = "var/models/default"
-    @Option(help: "Seed for the weights.") var seed: UInt64 = 2026
+    @Flag(help: "Seeded random weights instead of training.") var random = false
+    @Option(help: "Seed for --random weights.") var seed: UInt64 = 2026
 
     func run() throws {
-        try DefaultModel.write(to: dir, seed: seed)
-        print("wrote \(dir)/backbone.safetensors and heads for \(DefaultModel.scenes.joined(separator: ", "))")
+        if random {
+            try DefaultModel.write(to: dir, seed: seed)
+            print("wrote \(dir)/backbone.safetensors and random heads for \(DefaultModel.scenes.joined(separator: ", "))")
+            return
+        }
+        let scores = try DefaultTraining.train(to: dir) { print($0) }
+        print("wrote \(dir): target soft AUC \(scores.softAUC.map { String(format: "%.4f", $0) } ?? "—"), AUC \(String(format: "%.4f", scores.auc))")
     }
 }
 

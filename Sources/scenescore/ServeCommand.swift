@@ -5,6 +5,7 @@ import Metrics
 import Model
 import Prometheus
 import Server
+import Training
 import ServiceLifecycle
 
 struct ServeCommand: AsyncParsableCommand {
@@ -91,8 +92,8 @@ struct ServeCommand: AsyncParsableCommand {
 
         if settings.modelDir == ServerConfig().modelDir,
            !FileManager.default.fileExists(atPath: settings.modelDir + "/backbone.safetensors") {
-            logger.info("model.default.build", metadata: ["dir": "\(settings.modelDir)"])
-            try DefaultModel.write(to: settings.modelDir)
+            logger.info("model.default.train", metadata: ["dir": "\(settings.modelDir)"])
+            try DefaultTraining.train(to: settings.modelDir)
         }
         let server = ScoreServer(config: settings, logger: logger) {
             var buffer: [UInt8] = []

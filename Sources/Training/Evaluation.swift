@@ -1,0 +1,155 @@
+import Foundation
+import Model
+
+/// The grid of `scenescore eval`: methods × target fractions × ρ, over seeds.
+public struct EvaluationConfig: Codable, Sendable {
+    public var fractions: [Double] = [0.005, 0.01, 0.05, 1.0]
+    public var rhos: [Double] = [1, 0.8, 0.5, 0]
+    public var seeds: [UInt64] = [1, 2, 3, 4, 5]
+    public var methods: [TransferMethod] = TransferMethod.allCases
+    public var world = WorldConfig()
+    public var experiment = ExperimentConfig()
+
+    public init() {}
+
+    /// Defaults, overridden by a JSON object; `world` and `experiment` are themselves partial.
+    public static func load(json: Data) throws -> EvaluationConfig {
+        guard let object = try JSONSerialization.jsonObject(with: json) as? [String: Any] else {
+            throw ConfigError("the evaluation config must be a JSON object")
+        }
+        let known: Set = ["fractions", "rhos", "seeds", "methods", "world", "experiment"]
+        if let unknown = Set(object.keys).subtracting(known).sorted().first {
+            throw ConfigError("unknown evaluation config key '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        var config = EvaluationConfig()
+        func decode<T: Decodable>(_ key: String, _ type: T.Type) throws -> T? {
+            guard let v = object[key] else { return nil }
+            do { return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: v, options: .fragmentsAllowed)) }
+            catch { throw ConfigError("evaluation config '\(key)': \(error)") }
+        }
+        if let v = try decode("fractions", [Double].self) { config.fractions = v }
+        if let v = try decode("rhos", [Double].self) { config.rhos = v }
+        if let v = try decode("seeds", [UInt64].self) { config.seeds = v }
+        if let v = try decode("methods", [TransferMethod].self) { config.methods = v }
+        if let w = object["world"] { config.world = try WorldConfig.load(json: JSONSerialization.data(withJSONObject: w)) }
+        if let e = object["experiment"] { config.experiment = try ExperimentConfig.load(json: JSONSerialization.data(withJSONObject: e)) }
+        guard !config.fractions.isEmpty, config.fractions.allSatisfy({ $0 > 0 && $0 <= 1 }) else { throw ConfigError("fractions must be in (0, 1]") }
+        guard !config.seeds.isEmpty, !config.rhos.isEmpty, !config.methods.isEmpty else { throw ConfigError("seeds, rhos and methods must not be empty") }
+        return config
+    }
+}
+
+/// One trained model's scores in one condition.
+public struct EvaluationRecord: Codable, Sendable {
+    public var seed: UInt64
+    public var rho: Double
+    public var fraction: Double
+    public var method: String
+    public var scores: MethodScores
+    public var aucStar: Double
+    public var zeroShotCeiling: Double
+}
+
+/// Mean and sample standard deviation.
+public struct MeanSD: Codable, Sendable {
+    public var mean: Double
+    public var sd: Double
+    public var n: Int
+    public init(_ xs: [Double]) {
+        let count = xs.count, m = xs.reduce(0, +) / Double(max(xs.count, 1))
+        n = count
+        mean = m
+        sd = count > 1 ? (xs.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(count - 1)).squareRoot() : 0
+    }
+    public func formatted(_ digits: Int = 4) -> String { String(format: "%.\(digits)f ± %.\(digits)f", mean, sd) }
+}
+
+/// Per (ρ, fraction, method): every metric as mean ± sd over seeds.
+public struct EvaluationCell: Codable, Sendable {
+    public var rho: Double, fraction: Double, method: String
+    public var auc: MeanSD, softAUC: MeanSD, aucOverAUCStar: MeanSD, lift: MeanSD, logloss: MeanSD
+    public var sourceAUC: MeanSD?
+}
+
+public struct EvaluationReport: Codable, Sendable {
+    public var config: EvaluationConfig
+    public var records: [EvaluationRecord]
+    public var cells: [EvaluationCell]
+    /// Per ρ: AUC* and the zero-shot ceiling over seeds.
+    public var ceilings: [String: [String: MeanSD]]
+    public var wallSeconds: Double
+    public var trainingSamples: Int
+    public var trainingSamplesPerSecond: Double
+}
+
+public enum Evaluation {
+    /// Runs the grid. Sources and the target's features are the same for every ρ under one
+    /// seed (only the target labels change), so pretraining runs once per seed and is reused.
+    public static func run(_ config: EvaluationConfig, progress: (String) -> Void = { _ in }) throws -> EvaluationReport {
+        let start = DispatchTime.now().uptimeNanoseconds
+        var records: [EvaluationRecord] = []
+        var samples = 0, seconds = 0.0
+        for seed in config.seeds {
+            var previous: TransferExperiment?
+            for rho in config.rhos {
+                var w = config.world
+                w.seed = seed; w.rho = rho
+                let world = WorldGenerator.generate(w)
+                let experiment = TransferExperiment(world: world, config: config.experiment, seed: seed, reusingPretrainingOf: previous)
+                previous = experiment
+                guard let aucStar = world.target.aucStar, let zeroShot = world.zeroShotCeiling else { throw ConfigError("generated worlds carry η") }
+                for fraction in config.fractions {
+                    for method in config.methods {
+                        let scores = try experiment.run(method, fraction: fraction)
+                        samples += scores.trainSamples; seconds += scores.trainSeconds
+                        records.append(EvaluationRecord(seed: seed, rho: rho, fraction: fraction, method: method.rawValue,
+                                                        scores: scores, aucStar: aucStar, zeroShotCeiling: zeroShot))
+                        progress("seed \(seed) ρ \(rho) fraction \(fraction) \(method.rawValue): soft AUC \(scores.softAUC.map { String(format: "%.4f", $0) } ?? "-") (AUC* \(String(format: "%.4f", aucStar)))")
+                    }
+                }
+                for log in experiment.pretrainingLogs { samples += log.samples; seconds += log.seconds }
+            }
+        }
+        let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return EvaluationReport(config: config, records: records, cells: aggregate(records, config: config),
+                                ceilings: ceilings(records), wallSeconds: wall, trainingSamples: samples,
+                                trainingSamplesPerSecond: seconds > 0 ? Double(samples) / seconds : 0)
+    }
+
+    static func aggregate(_ records: [EvaluationRecord], config: EvaluationConfig) -> [EvaluationCell] {
+        var cells: [EvaluationCell] = []
+        for rho in config.rhos {
+            for fraction in config.fractions {
+                for method in config.methods {
+                    let rs = records.filter { $0.rho == rho && $0.fraction == fraction && $0.method == method.rawValue }
+                    guard !rs.isEmpty else { continue }
+                    // Ratio and lift from the soft AUC (the low-noise estimate) when η is known.
+                    let quality = rs.map { $0.scores.softAUC ?? $0.scores.auc }
+                    let sources = rs.compactMap(\.scores.sourceAUC)
+                    cells.append(EvaluationCell(
+                        rho: rho, fraction: fraction, method: method.rawValue,
+                        auc: MeanSD(rs.map(\.scores.auc)), softAUC: MeanSD(quality),
+                        aucOverAUCStar: MeanSD(zip(quality, rs).map { $0 / $1.aucStar }),
+                        lift: MeanSD(zip(quality, rs).map { RankingMetrics.lift(auc: $0, ceiling: $1.aucStar) }),
+                        logloss: MeanSD(rs.map(\.scores.logloss)),
+                        sourceAUC: sources.isEmpty ? nil : MeanSD(sources)))
+                }
+            }
+        }
+        return cells
+    }
+
+    static func ceilings(_ records: [EvaluationRecord]) -> [String: [String: MeanSD]] {
+        var out: [String: [String: MeanSD]] = [:]
+        for rho in Set(records.map(\.rho)) {
+            // One value per seed (they repeat across fractions and methods).
+            var perSeed: [UInt64: EvaluationRecord] = [:]
+            for r in records where r.rho == rho { perSeed[r.seed] = r }
+            let rs = perSeed.keys.sorted().map { perSeed[$0]! }
+            out[rhoKey(rho)] = ["aucStar": MeanSD(rs.map(\.aucStar)), "zeroShotCeiling": MeanSD(rs.map(\.zeroShotCeiling))]
+        }
+        return out
+    }
+
+    static func rhoKey(_ rho: Double) -> String { String(format: "%g", rho) }
+}
