@@ -39,31 +39,36 @@ final class BackboneNet: @unchecked Sendable {
     var outputWidth: Int { spec.outputWidth }
 
     /// Writes row `r` of `data` as the layer-0 input: context embeddings, context dense, item
-    /// embeddings, item dense — the order the server concatenates them in.
-    func gatherInput(_ data: Impressions, row r: Int, into dst: UnsafeMutablePointer<Float>) {
+    /// embeddings, item dense — the order the server concatenates them in. `dropItemIDs`
+    /// writes zeros for the item-side embeddings: what an item never seen in training looks
+    /// like at serving time (its rows are zero), so the network learns to rank from content.
+    func gatherInput(_ data: Impressions, row r: Int, dropItemIDs: Bool = false, into dst: UnsafeMutablePointer<Float>) {
         var col = 0
         let fields = spec.contextFields + spec.itemFields
-        func embed(_ f: Int, _ id: UInt32) {
+        func embed(_ f: Int, _ id: UInt32, drop: Bool = false) {
             let t = tables[f]
-            (dst + col).update(from: t.value.pointer + t.row(of: id) * t.dim, count: t.dim)
+            if drop { (dst + col).update(repeating: 0, count: t.dim) }
+            else { (dst + col).update(from: t.value.pointer + t.row(of: id) * t.dim, count: t.dim) }
             col += t.dim
         }
         for f in 0..<spec.contextFields.count { embed(f, data.contextIDs[r * data.contextIDWidth + f]) }
         for j in 0..<spec.contextDense { dst[col + j] = data.contextDense[r * data.contextDenseWidth + j] }
         col += spec.contextDense
-        for f in 0..<spec.itemFields.count { embed(spec.contextFields.count + f, data.itemIDs[r * data.itemIDWidth + f]) }
+        for f in 0..<spec.itemFields.count { embed(spec.contextFields.count + f, data.itemIDs[r * data.itemIDWidth + f], drop: dropItemIDs) }
         for j in 0..<spec.itemDense { dst[col + j] = data.itemDense[r * data.itemDenseWidth + j] }
         precondition(col + spec.itemDense == inputWidth && fields.count == tables.count)
     }
 
-    /// Adds one row's dL/d(input) to the embedding rows it read.
-    func accumulateEmbeddingGradient(_ data: Impressions, row r: Int, _ dx: UnsafePointer<Float>) {
+    /// Adds one row's dL/d(input) to the embedding rows it read (none on the item side when
+    /// they were dropped).
+    func accumulateEmbeddingGradient(_ data: Impressions, row r: Int, droppedItemIDs: Bool = false, _ dx: UnsafePointer<Float>) {
         var col = 0
         for f in 0..<spec.contextFields.count {
             tables[f].accumulate(row: tables[f].row(of: data.contextIDs[r * data.contextIDWidth + f]), dx + col)
             col += tables[f].dim
         }
         col += spec.contextDense
+        if droppedItemIDs { return }
         for f in 0..<spec.itemFields.count {
             let t = tables[spec.contextFields.count + f]
             t.accumulate(row: t.row(of: data.itemIDs[r * data.itemIDWidth + f]), dx + col)

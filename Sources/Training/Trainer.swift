@@ -16,6 +16,9 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     /// μ: weight of the discriminator's loss (method e); the backbone receives −λ(p)·μ·∂L_d/∂h.
     public var discriminatorWeight: Float = 0.01
     public var discriminatorHidden: Int = 64
+    /// Probability of zeroing a training row's item-side id embeddings (item, category,
+    /// brand), so the backbone also ranks from content — what cold-start items have.
+    public var itemIDDropout: Double = 0.5
     /// Worker threads: a batch is split across them and their gradients summed in a fixed order.
     public var threads: Int = 2
     public init() {}
@@ -76,6 +79,7 @@ final class Trainer: @unchecked Sendable {
         let epochs = max(o.epochs, (o.minSteps + batchesPerEpoch - 1) / batchesPerEpoch)
         let totalSteps = max(epochs * batchesPerEpoch, 1)
         var rng = Random(seed: seed, stream: "batches")
+        var dropRNG = Random(seed: seed, stream: "item-id-dropout")
         let start = DispatchTime.now().uptimeNanoseconds
         var stepInRun = 0
         for _ in 0..<epochs {
@@ -86,7 +90,8 @@ final class Trainer: @unchecked Sendable {
                 batch.sort { ($0.part, $0.row) < ($1.part, $1.row) }
                 let progress = Double(stepInRun) / Double(totalSteps)
                 let reversal = Float(2 / (1 + Foundation.exp(-10 * progress)) - 1)
-                epochLoss += runStep(batch, parts: parts, cache: cache, options: o, reversal: reversal, log: &log)
+                let drop = o.itemIDDropout > 0 ? batch.map { _ in dropRNG.uniform() < o.itemIDDropout } : []
+                epochLoss += runStep(batch, drop: drop, parts: parts, cache: cache, options: o, reversal: reversal, log: &log)
                 stepInRun += 1
             }
             log.epochLoss.append(epochLoss / Double(batchesPerEpoch))
@@ -96,9 +101,10 @@ final class Trainer: @unchecked Sendable {
     }
 
     /// Forward, backward and Adam update for one batch; returns the batch's mean loss.
-    private func runStep(_ batch: [(part: Int32, row: Int32)], parts: [TrainingPart], cache: [FloatBuffer]?,
+    private func runStep(_ batch: [(part: Int32, row: Int32)], drop: [Bool], parts: [TrainingPart], cache: [FloatBuffer]?,
                          options o: TrainingOptions, reversal: Float, log: inout TrainingLog) -> Double {
-        let (loss, flops) = gradients(batch, parts: parts, cache: cache, discriminatorWeight: o.discriminatorWeight, reversal: reversal)
+        let (loss, flops) = gradients(batch, dropItemIDs: drop, parts: parts, cache: cache,
+                                      discriminatorWeight: o.discriminatorWeight, reversal: reversal)
         log.flops += flops
         log.samples += batch.count
         step += 1
@@ -124,7 +130,8 @@ final class Trainer: @unchecked Sendable {
     /// the discriminator's cross-entropy for its own weights, minus reversal × μ × that for the
     /// backbone's — summed into the parameters' gradient buffers (dense: per worker; embedding
     /// rows: in batch order). Returns (task loss, flops).
-    func gradients(_ batch: [(part: Int32, row: Int32)], parts: [TrainingPart], cache: [FloatBuffer]?,
+    /// `dropItemIDs`: per batch row, or empty for none.
+    func gradients(_ batch: [(part: Int32, row: Int32)], dropItemIDs drop: [Bool] = [], parts: [TrainingPart], cache: [FloatBuffer]?,
                    discriminatorWeight: Float, reversal: Float) -> (Double, Double) {
         let n = batch.count, perWorker = (n + workers - 1) / workers
         let sliceCount = (n + perWorker - 1) / perWorker
@@ -134,7 +141,7 @@ final class Trainer: @unchecked Sendable {
         let scale = 1 / Float(n)
         DispatchQueue.concurrentPerform(iterations: sliceCount) { w in
             let lo = w * perWorker, hi = min(n, lo + perWorker)
-            workerStep(Array(batch[lo..<hi]), parts: parts, cache: cache, worker: w, lossScale: scale,
+            workerStep(Array(batch[lo..<hi]), drop: drop.isEmpty ? [] : Array(drop[lo..<hi]), parts: parts, cache: cache, worker: w, lossScale: scale,
                        discriminatorWeight: discriminatorWeight, reversal: reversal)
         }
         var loss = 0.0, flops = 0.0
@@ -145,7 +152,8 @@ final class Trainer: @unchecked Sendable {
             guard backbone.trainable else { continue }
             let lo = w * perWorker, hi = min(n, lo + perWorker), width = backbone.inputWidth
             for (i, item) in batch[lo..<hi].enumerated() {
-                backbone.accumulateEmbeddingGradient(parts[Int(item.part)].data, row: Int(item.row), s.dx0.pointer + i * width)
+                backbone.accumulateEmbeddingGradient(parts[Int(item.part)].data, row: Int(item.row),
+                                                     droppedItemIDs: !drop.isEmpty && drop[lo + i], s.dx0.pointer + i * width)
             }
         }
         return (loss, flops)
@@ -155,11 +163,11 @@ final class Trainer: @unchecked Sendable {
     var lastDiscriminatorLoss: Double { scratch.reduce(0) { $0 + $1.discLoss } }
 
     /// One worker's slice: forward, loss, backward into its own gradient buffers.
-    private func workerStep(_ rows: [(part: Int32, row: Int32)], parts: [TrainingPart], cache: [FloatBuffer]?, worker w: Int,
+    private func workerStep(_ rows: [(part: Int32, row: Int32)], drop: [Bool], parts: [TrainingPart], cache: [FloatBuffer]?, worker w: Int,
                             lossScale: Float, discriminatorWeight: Float, reversal: Float) {
         let s = scratch[w], m = rows.count, H = backbone.outputWidth
         s.loss = 0; s.discLoss = 0; s.flops = 0
-        let h = forwardBackbone(rows.map { (parts[Int($0.part)].data, Int($0.row)) }, cache: cache.map { c in
+        let h = forwardBackbone(rows.map { (parts[Int($0.part)].data, Int($0.row)) }, drop: drop, cache: cache.map { c in
             rows.map { (c[Int($0.part)], Int($0.row)) } }, scratch: s)
         s.dh.reserve(m * H)
         s.dh.zero(m * H)
@@ -184,7 +192,7 @@ final class Trainer: @unchecked Sendable {
 
     /// Layer-0 inputs and the backbone's activations for `rows`; returns h (rows × H). With a
     /// cache (frozen backbone), h is copied from it.
-    private func forwardBackbone(_ rows: [(Impressions, Int)], cache: [(FloatBuffer, Int)]?, scratch s: WorkerScratch) -> UnsafeMutablePointer<Float> {
+    private func forwardBackbone(_ rows: [(Impressions, Int)], drop: [Bool] = [], cache: [(FloatBuffer, Int)]?, scratch s: WorkerScratch) -> UnsafeMutablePointer<Float> {
         let m = rows.count, H = backbone.outputWidth
         if let cache {
             s.cachedH.reserve(m * H)
@@ -193,7 +201,9 @@ final class Trainer: @unchecked Sendable {
         }
         let width = backbone.inputWidth
         s.x0.reserve(m * width)
-        for (i, (data, r)) in rows.enumerated() { backbone.gatherInput(data, row: r, into: s.x0.pointer + i * width) }
+        for (i, (data, r)) in rows.enumerated() {
+            backbone.gatherInput(data, row: r, dropItemIDs: !drop.isEmpty && drop[i], into: s.x0.pointer + i * width)
+        }
         while s.acts.count < backbone.layers.count { s.acts.append(FloatBuffer(count: 0)) }
         var input = UnsafePointer(s.x0.pointer)
         for (l, layer) in backbone.layers.enumerated() {

@@ -50,7 +50,7 @@ public struct ExperimentConfig: Codable, Sendable {
     public var pooled = TrainingOptions(epochs: 1)
     public var targetOnly = TrainingOptions(epochs: 2, minSteps: 40)
     public var fullFineTune = TrainingOptions(epochs: 2, minSteps: 40, learningRate: 3e-4)
-    public var headFineTune = TrainingOptions(epochs: 3, minSteps: 100, learningRate: 3e-4, weightDecay: 1e-2)
+    public var headFineTune = TrainingOptions(epochs: 3, minSteps: 100, learningRate: 1e-3, weightDecay: 1e-2)
     public var threads = 2
 
     public init() {}

@@ -3,6 +3,11 @@ well-behaved background client.
 
 The server binary is `.build/release/scenescore` (override with SCENESCORE_BIN). Every test is
 skipped, with the reason, when it does not exist or has no `serve` command.
+
+The shared server loads $SCENESCORE_E2E_MODEL_DIR if set (built there with `scenescore model init`
+when it holds no model yet), else var/models/default if it exists, else a model built with
+`scenescore model init` into a temporary directory. What the tests expect of the model (scenes,
+head versions, outputs, input schema) is read from that directory's files (`model` fixture).
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from h2util import REPO, H2Conn, free_ports, make_certs  # noqa: E402
+from h2util import REPO, H2Conn, ModelInfo, free_ports, make_certs, use_model  # noqa: E402
 
 BINARY = Path(os.environ.get("SCENESCORE_BIN", REPO / ".build" / "release" / "scenescore"))
 STARTUP_TIMEOUT = 60.0
+MODEL_DIR_ENV = "SCENESCORE_E2E_MODEL_DIR"
+DEFAULT_MODEL_DIR = REPO / "var" / "models" / "default"
 
 
 def _binary_problem() -> str | None:
@@ -59,10 +66,11 @@ class Server:
 
     def __init__(self, workdir: Path, args: list[str], *, port: int | None, h2c_port: int | None,
                  env: dict[str, str] | None = None, cafile: Path | None = None, drain_timeout: float = 10.0,
-                 name: str = "server"):
+                 name: str = "server", model_dir: Path | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.args = [str(BINARY), "serve", *args]
+        self.model_dir = model_dir  # the model directory it loads (None: unknown, e.g. set by --config)
         self.port = port
         self.h2c_port = h2c_port
         self.cafile = cafile
@@ -154,16 +162,49 @@ def certs(tmp_path_factory):
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
+def model_init(target: Path) -> Path:
+    """`scenescore model init --dir target`: the server's default model (what a first run builds)."""
+    result = subprocess.run([str(BINARY), "model", "init", "--dir", str(target)], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, f"scenescore model init --dir {target} failed: {result.stderr}"
+    return target
+
+
+def existing_model_dir() -> Path | None:
+    """The model directory the shared server loads when one already exists (else None: one is built).
+
+    $SCENESCORE_E2E_MODEL_DIR wins (even when it is still empty); then var/models/default."""
+    override = os.environ.get(MODEL_DIR_ENV)
+    if override:
+        return Path(override).resolve()
+    if (DEFAULT_MODEL_DIR / "backbone.safetensors").is_file():
+        return DEFAULT_MODEL_DIR
+    return None
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
-    default = REPO / "var" / "models" / "default"
-    if (default / "backbone.safetensors").is_file():
-        return default
-    target = tmp_path_factory.mktemp("model") / "default"
-    result = subprocess.run([str(BINARY), "model", "init", "--dir", str(target)], capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, f"scenescore model init failed: {result.stderr}"
+    """The shared server's model directory; building it when needed. It also becomes the model the
+    h2util helpers' default expectations refer to (`h2util.served_model()`)."""
+    target = existing_model_dir()
+    if target is None:
+        target = model_init(tmp_path_factory.mktemp("model") / "default")
+    elif not (target / "backbone.safetensors").is_file():
+        model_init(target)  # $SCENESCORE_E2E_MODEL_DIR without a model yet
+    use_model(target)
     return target
+
+
+@pytest.fixture(scope="session")
+def model(model_dir) -> ModelInfo:
+    """What the shared server serves: scenes, head versions and outputs, input schema."""
+    return use_model(model_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_default_model_dir(tmp_path_factory) -> Path:
+    """A fresh `scenescore model init` (built on first use: about a minute)."""
+    return model_init(tmp_path_factory.mktemp("trained-model") / "default")
 
 
 class Launcher:
@@ -192,15 +233,22 @@ class Launcher:
                 args += ["--h2c-port", str(h2c_port)]
         if tls_flags:
             args += ["--tls-cert", str(self.certs.server_cert), "--tls-key", str(self.certs.server_key)]
+        served_dir = None
         if model_dir is not False:
-            args += ["--model-dir", str(model_dir or self.model_dir)]
+            served_dir = Path(model_dir or self.model_dir)
+            args += ["--model-dir", str(served_dir)]
+        elif config is None or "modelDir" not in config:
+            served_dir = workdir / "var" / "models" / "default"  # the server's default, relative to its cwd
         args += list(extra)
         if config is not None:
             path = workdir / "config.json"
             path.write_text(json.dumps(config))
             args += ["--config", str(path)]
+        if env and "SCENESCORE_MODEL_DIR" in env:
+            served_dir = None
         server = Server(workdir, args, port=port, h2c_port=h2c_port, env=env,
-                        cafile=cafile or self.certs.ca, drain_timeout=drain_timeout, name=name)
+                        cafile=cafile or self.certs.ca, drain_timeout=drain_timeout, name=name,
+                        model_dir=served_dir)
         self.servers.append(server)
         if wait:
             server.wait_ready()
@@ -251,11 +299,13 @@ def launcher(tmp_path_factory, certs, model_dir):
 
 class GoodClient:
     def __init__(self, server: Server, timeout: float = 2.0, interval: float = 0.02):
+        assert server.model_dir is not None, f"{server.name}: which model it serves is unknown"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "good_client.py"), "--port", str(server.port), "--cacert",
-             str(server.cafile), "--timeout", str(timeout), "--interval", str(interval)],
+             str(server.cafile), "--timeout", str(timeout), "--interval", str(interval),
+             "--model-dir", str(server.model_dir)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline().strip()
         if line != "ready":

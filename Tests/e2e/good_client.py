@@ -6,7 +6,9 @@ every answer (200, decodable, same scores every time) and records latencies. It 
 "ready" once the first request succeeded, stops when a line arrives on stdin (or after
 `--max-seconds`), and then prints one JSON line with its statistics.
 
-    python3 good_client.py --port 8443 --cacert ca.pem
+    python3 good_client.py --port 8443 --cacert ca.pem --model-dir var/models/default
+
+--model-dir is the model the server loads: the expected head version and outputs come from it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import traceback
 
 import numpy as np
 
-from h2util import H2Conn, assert_score_ok, score_body
+from h2util import H2Conn, assert_score_ok, score_body, use_model
 
 
 def main() -> int:
@@ -31,7 +33,9 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.02)
     parser.add_argument("--max-seconds", type=float, default=90.0)
     parser.add_argument("--candidates", type=int, default=4)
+    parser.add_argument("--model-dir", required=True, help="the model directory the server loads")
     args = parser.parse_args()
+    use_model(args.model_dir)
 
     body = score_body(args.candidates, seed=42, request_id=4242)
     conn: H2Conn | None = None

@@ -58,9 +58,105 @@ NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x
 SETTINGS_TIMEOUT, STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM = 0x4, 0x5, 0x6, 0x7
 CANCEL, COMPRESSION_ERROR, CONNECT_ERROR, ENHANCE_YOUR_CALM = 0x8, 0x9, 0xA, 0xB
 
-# The default model's apparel schema (1 context id, 4 context dense, 3 item ids, 17 item dense).
-APPAREL_SCHEMA = (1, 4, 3, 17)
-SCENES = ("apparel", "beauty", "electronics")
+
+
+# ---------------------------------------------------------------------------
+# The served model: every expectation about scenes, head versions, outputs and the input schema
+# comes from the model files the server under test loads, never from literals
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    """One head's spec (`scenescore.spec` of heads/<scene>.safetensors)."""
+
+    scene: str
+    version: str
+    parent: str
+    outputs: list[str]
+    spec: dict
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model directory as the server sees it: the backbone's input schema and every head."""
+
+    dir: Path
+    backbone: dict  # the backbone's `scenescore.spec`
+    heads: dict[str, HeadInfo]  # by scene
+
+    @property
+    def scenes(self) -> list[str]:
+        """The served scenes, sorted (the order of GET /v1/scenes)."""
+        return sorted(self.heads)
+
+    @property
+    def schema(self) -> tuple[int, int, int, int]:
+        """(context ids, context dense, item ids, item dense) of every scene (they share the backbone)."""
+        b = self.backbone
+        return len(b["context_fields"]), b["context_dense"], len(b["item_fields"]), b["item_dense"]
+
+    def head(self, scene: str) -> HeadInfo:
+        if scene not in self.heads:
+            raise KeyError(f"the model in {self.dir} has no scene {scene!r} (it has {self.scenes})")
+        return self.heads[scene]
+
+    def version(self, scene: str) -> str:
+        return self.head(scene).version
+
+    def outputs(self, scene: str) -> list[str]:
+        return list(self.head(scene).outputs)
+
+    def other_scene(self, than: str = "apparel") -> str:
+        """A served scene other than `than` (the first in sorted order)."""
+        others = [s for s in self.scenes if s != than]
+        assert others, f"the model in {self.dir} serves no scene besides {than!r}: {self.scenes}"
+        return others[0]
+
+
+def _read_spec(path: Path, kind: str) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        meta = f.metadata() or {}
+    if meta.get("scenescore.kind") != kind:
+        raise ValueError(f"{path}: scenescore.kind is {meta.get('scenescore.kind')!r}, expected {kind!r}")
+    return json.loads(meta["scenescore.spec"])
+
+
+def read_model(model_dir: Path | str) -> ModelInfo:
+    """The facts the tests expect, read from backbone.safetensors and heads/*.safetensors metadata."""
+    d = Path(model_dir)
+    backbone = _read_spec(d / "backbone.safetensors", "backbone")
+    heads: dict[str, HeadInfo] = {}
+    for path in sorted((d / "heads").glob("*.safetensors")):
+        spec = _read_spec(path, "head")
+        scene = spec["scene"]
+        if scene in heads:
+            raise ValueError(f"{d}: two heads for scene {scene!r}")
+        heads[scene] = HeadInfo(scene=scene, version=spec["version"], parent=spec.get("parent", ""),
+                                outputs=list(spec["outputs"]), spec=spec)
+    if not heads:
+        raise ValueError(f"{d}/heads holds no *.safetensors")
+    return ModelInfo(dir=d, backbone=backbone, heads=heads)
+
+
+_served: ModelInfo | None = None
+
+
+def use_model(model_dir: Path | str) -> ModelInfo:
+    """Make `model_dir` the model that default expectations (`served_model()`) refer to."""
+    global _served
+    _served = read_model(model_dir)
+    return _served
+
+
+def served_model() -> ModelInfo:
+    """The model the shared test server loads (set by conftest's `model_dir` fixture, or by
+    good_client.py --model-dir)."""
+    if _served is None:
+        raise RuntimeError("no served model yet: use the model_dir/model fixture (or call use_model)")
+    return _served
 
 
 # ---------------------------------------------------------------------------
@@ -224,9 +320,10 @@ def golden_json(name: str) -> dict:
     return json.loads((GOLDEN / name).read_text())
 
 
-def random_arrays(n: int, seed: int = 1, schema: tuple[int, int, int, int] = APPAREL_SCHEMA):
+def random_arrays(n: int, seed: int = 1, schema: tuple[int, int, int, int] | None = None):
+    """Random request arrays; `schema` defaults to the served model's (`served_model().schema`)."""
     rng = np.random.default_rng(seed)
-    cids, cdense, iids, idense = schema
+    cids, cdense, iids, idense = schema if schema is not None else served_model().schema
     return (
         rng.integers(0, 2**32, size=cids, dtype=np.uint32),
         rng.standard_normal(cdense).astype(np.float32),
@@ -236,7 +333,7 @@ def random_arrays(n: int, seed: int = 1, schema: tuple[int, int, int, int] = APP
 
 
 def score_body(n: int, scene: str = "apparel", seed: int = 1, request_id: int = 1,
-               schema: tuple[int, int, int, int] = APPAREL_SCHEMA) -> bytes:
+               schema: tuple[int, int, int, int] | None = None) -> bytes:
     return wire.encode_request(scene, *random_arrays(n, seed, schema), request_id=request_id)
 
 
@@ -575,16 +672,19 @@ def assert_problem(r: Response, status: int, slug: str, detail: str | None = Non
     return doc
 
 
-def assert_score_ok(r: Response, *, request_id: int, n: int, scene: str = "apparel") -> wire.ScoreResponse:
+def assert_score_ok(r: Response, *, request_id: int, n: int, scene: str = "apparel",
+                    model: ModelInfo | None = None) -> wire.ScoreResponse:
+    """A 200 binary score response for `scene` of `model` (default: the served model)."""
+    head = (model or served_model()).head(scene)
     assert r.ended and r.reset is None and r.status == 200, f"expected 200: {r!r}"
     assert (r.header("content-type") or "").split(";")[0].strip().lower() == wire.CONTENT_TYPE, r
     resp = wire.decode_response(bytes(r.body))
     assert resp.request_id == request_id, (resp.request_id, request_id)
     assert resp.scene == scene
     assert resp.n_candidates == n
-    assert resp.head_version == f"{scene}-1"
+    assert resp.head_version == head.version, (resp.head_version, head.version)
     assert r.header(wire.HEAD_VERSION_HEADER) == resp.head_version, r.headers
-    assert resp.outputs == ["click", "purchase"]
+    assert resp.outputs == head.outputs, (resp.outputs, head.outputs)
     return resp
 
 

@@ -2,7 +2,8 @@
 truncated bodies, HTTP-level errors (404/405/413/415), JSON errors and schema mismatches.
 
 The expected status, problem type and exact `detail` of a binary body come from the reference
-decoder (`wire.decode_request`), then the scene/schema checks of WIRE.md §5 (steps 17-21).
+decoder (`wire.decode_request`), then the scene/schema checks of WIRE.md §5 (steps 17-21) against
+the scenes and input schema of the served model (read from its files).
 All requests of this module go over ONE TLS connection; the last tests check that a valid
 request still succeeds on that connection and on a new one.
 """
@@ -19,31 +20,34 @@ import pytest
 from h2util import (
     H2Conn,
     GOLDEN,
+    ModelInfo,
     assert_problem,
     assert_score_ok,
     golden_bytes,
     random_arrays,
     score_body,
     score_json_body,
+    served_model,
     wire,
 )
 
-SCHEMAS = {"apparel": (1, 4, 3, 17), "beauty": (1, 4, 3, 17), "electronics": (1, 4, 3, 17)}
 LIMIT = 1024
 BODY_LIMIT = 8388608
 BASE = golden_bytes("request-1cand.bin")
 INVALID = json.loads((GOLDEN / "invalid" / "invalid.json").read_text())
 
 
-def expected_binary(body: bytes, max_candidates: int = LIMIT):
-    """(status, slug, detail) a conforming server answers for `body`, or None if it must score it."""
+def expected_binary(body: bytes, max_candidates: int = LIMIT, model: ModelInfo | None = None):
+    """(status, slug, detail) a conforming server serving `model` (default: the served model) answers
+    for `body`, or None if it must score it."""
+    model = model or served_model()
     try:
         req = wire.decode_request(body, max_candidates=max_candidates)
     except wire.WireError as error:
         return error.status, error.slug, error.detail
-    if req.scene not in SCHEMAS:
+    if req.scene not in model.scenes:
         return 404, "unknown-scene", f"unknown scene '{req.scene}'"
-    ci, cd, ii, idn = SCHEMAS[req.scene]
+    ci, cd, ii, idn = model.schema
     s = req.scene
     if req.context_ids.shape[0] != ci:
         return 422, "schema-mismatch", f"context has {req.context_ids.shape[0]} ids, scene '{s}' expects {ci}"
@@ -114,6 +118,12 @@ def conn(server):
     c.close()
 
 
+def test_base_request_is_scored_by_the_served_model(model):
+    """request-1cand.bin (the base of the header faults) fits the served model: a valid request."""
+    assert "apparel" in model.scenes, model.scenes
+    assert expected_binary(BASE, model=model) is None, expected_binary(BASE, model=model)
+
+
 def post(conn: H2Conn, body: bytes, content_type: str = wire.CONTENT_TYPE, path: str = "/v1/score"):
     return conn.post(path, body, content_type, timeout=20)
 
@@ -155,20 +165,32 @@ def test_trailing_bytes(conn, extra):
     check_binary(conn, BASE + bytes(extra), f"request-1cand + {extra} zero bytes")
 
 
-@pytest.mark.parametrize("counts,detail", [
-    ((2, 4, 3, 17), "context has 2 ids, scene 'apparel' expects 1"),
-    ((0, 4, 3, 17), "context has 0 ids, scene 'apparel' expects 1"),
-    ((1, 3, 3, 17), "context has 3 dense values, scene 'apparel' expects 4"),
-    ((1, 4, 2, 17), "items have 2 ids each, scene 'apparel' expects 3"),
-    ((1, 4, 3, 12), "items have 12 dense values each, scene 'apparel' expects 17"),
-    ((1, 4, 3, 0), "items have 0 dense values each, scene 'apparel' expects 17"),
-    ((2, 3, 2, 12), "context has 2 ids, scene 'apparel' expects 1"),  # the first mismatch wins
-    ((1, 3, 2, 12), "context has 3 dense values, scene 'apparel' expects 4"),
-])
-def test_schema_mismatch_binary(conn, counts, detail):
+def binary_schema_mismatches(ci: int, cd: int, ii: int, idn: int) -> dict[str, tuple[tuple[int, int, int, int], str]]:
+    """Wrong counts relative to apparel's schema (ci, cd, ii, idn) -> (counts, expected detail).
+    With the schema (1, 4, 3, 17): (2, 4, 3, 17), (0, 4, 3, 17), (1, 3, 3, 17), ..."""
+    s = "'apparel'"
+    return {
+        "context-ids+1": ((ci + 1, cd, ii, idn), f"context has {ci + 1} ids, scene {s} expects {ci}"),
+        "context-ids-0": ((0, cd, ii, idn), f"context has 0 ids, scene {s} expects {ci}"),
+        "context-dense-1": ((ci, cd - 1, ii, idn), f"context has {cd - 1} dense values, scene {s} expects {cd}"),
+        "item-ids-1": ((ci, cd, ii - 1, idn), f"items have {ii - 1} ids each, scene {s} expects {ii}"),
+        "item-dense-5": ((ci, cd, ii, idn - 5), f"items have {idn - 5} dense values each, scene {s} expects {idn}"),
+        "item-dense-0": ((ci, cd, ii, 0), f"items have 0 dense values each, scene {s} expects {idn}"),
+        # The first mismatch wins.
+        "all-wrong": ((ci + 1, cd - 1, ii - 1, idn - 5), f"context has {ci + 1} ids, scene {s} expects {ci}"),
+        "all-but-context-ids": ((ci, cd - 1, ii - 1, idn - 5),
+                                f"context has {cd - 1} dense values, scene {s} expects {cd}"),
+    }
+
+
+@pytest.mark.parametrize("case", list(binary_schema_mismatches(0, 0, 0, 0)))  # the case names
+def test_schema_mismatch_binary(conn, model, case):
+    schema = model.schema
+    counts, detail = binary_schema_mismatches(*schema)[case]
+    assert counts != schema and min(counts) >= 0, f"{case}: {counts} is no mismatch for the schema {schema}"
     body = score_body(3, schema=counts, seed=21)
     r = post(conn, body)
-    assert_problem(r, 422, "schema-mismatch", detail=detail, what=str(counts))
+    assert_problem(r, 422, "schema-mismatch", detail=detail, what=f"{case} {counts}")
 
 
 def test_unknown_scene_binary_and_json(conn):
@@ -219,12 +241,12 @@ def test_content_type_variants_binary_accepted(conn, ctype):
 
 
 @pytest.mark.parametrize("ctype", ["application/json; charset=utf-8", "APPLICATION/JSON"])
-def test_content_type_variants_json_accepted(conn, ctype):
+def test_content_type_variants_json_accepted(conn, model, ctype):
     r = post(conn, score_json_body(2, request_id=5), ctype)
     assert r.status == 200, r
     doc = r.json()
     assert doc["request_id"] == 5 and len(doc["scores"]) == 2, doc
-    assert r.header("x-scenescore-head-version") == "apparel-1"
+    assert r.header("x-scenescore-head-version") == model.version("apparel")
 
 
 @pytest.mark.parametrize("method,path,allow", [
@@ -308,26 +330,31 @@ def test_body_too_large_streamed_without_content_length(conn):
 # JSON errors
 # ---------------------------------------------------------------------------
 
-GOOD_JSON = json.loads(score_json_body(2, request_id=3))
+def good_json() -> dict:
+    """A valid 2-candidate apparel request of the served model's schema (a fresh copy)."""
+    return json.loads(score_json_body(2, request_id=3))
 
 
 def with_(path, value):
-    doc = json.loads(json.dumps(GOOD_JSON))
-    target = doc
-    for key in path[:-1]:
-        target = target[key]
-    if value is KeyError:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return doc
+    """good_json() with `value` at `path` (KeyError: deleted), made when a test runs."""
+    def make() -> dict:
+        doc = good_json()
+        target = doc
+        for key in path[:-1]:
+            target = target[key]
+        if value is KeyError:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+        return doc
+    return make
 
 
 JSON_CASES = {
-    "unknown-top-member": ({**GOOD_JSON, "candidate": []}, "request: unknown member 'candidate'"),
+    "unknown-top-member": (lambda: {**good_json(), "candidate": []}, "request: unknown member 'candidate'"),
     "missing-candidates": (with_(["candidates"], KeyError), "request: missing member 'candidates'"),
     "missing-scene": (with_(["scene"], KeyError), "request: missing member 'scene'"),
-    "not-object": ([1, 2], "request: expected an object"),
+    "not-object": (lambda: [1, 2], "request: expected an object"),
     "scene-number": (with_(["scene"], 5), "request.scene: expected a string"),
     "scene-uppercase": (with_(["scene"], "Apparel"),
                         "bad scene name \"Apparel\": only lowercase a-z, 0-9, '_' and '-' are allowed"),
@@ -353,7 +380,8 @@ JSON_CASES = {
 
 @pytest.mark.parametrize("case", list(JSON_CASES))
 def test_json_errors(conn, case):
-    doc, detail = JSON_CASES[case]
+    make, detail = JSON_CASES[case]
+    doc = make()
     r = post(conn, json.dumps(doc).encode(), "application/json")
     # The reference decoder agrees on the detail (sanity check of the expectation itself).
     try:
@@ -371,30 +399,55 @@ def test_json_unparsable(conn, raw):
     assert doc["detail"].startswith("body is not valid JSON: "), doc
 
 
-@pytest.mark.parametrize("mutate,detail", [
-    (lambda d: d["context"].__setitem__("ids", [1, 2]), "context has 2 ids, scene 'apparel' expects 1"),
-    (lambda d: d["context"].__setitem__("dense", [1.0]), "context has 1 dense values, scene 'apparel' expects 4"),
-    (lambda d: d["candidates"][1].__setitem__("ids", [1, 2]), "candidate 1: 2 ids, scene 'apparel' expects 3"),
-    (lambda d: d["candidates"][0].__setitem__("dense", [0.5] * 12), "candidate 0: 12 dense values, scene 'apparel' expects 17"),
-    (lambda d: (d["candidates"][1].__setitem__("dense", [0.5]), d["candidates"][1].__setitem__("ids", [])),
-     "candidate 1: 0 ids, scene 'apparel' expects 3"),
-])
-def test_schema_mismatch_json(conn, mutate, detail):
-    doc = json.loads(json.dumps(GOOD_JSON))
+def json_schema_mismatches(ci: int, cd: int, ii: int, idn: int) -> dict:
+    """Mutations of good_json() that break apparel's schema (ci, cd, ii, idn) -> (mutate, wrong
+    count, expected count, expected detail). With the schema (1, 4, 3, 17): context ids [1, 2],
+    context dense [1.0], candidate 1 ids [1, 2], candidate 0 with 12 dense values, candidate 1
+    without ids (and one dense value)."""
+    s = "'apparel'"
+
+    def cand(i, key, values):
+        return lambda d: d["candidates"][i].__setitem__(key, values)
+
+    def no_ids_one_dense(d):
+        d["candidates"][1]["dense"] = [0.5]
+        d["candidates"][1]["ids"] = []
+
+    return {
+        "context-ids+1": (lambda d: d["context"].__setitem__("ids", list(range(1, ci + 2))), ci + 1, ci,
+                          f"context has {ci + 1} ids, scene {s} expects {ci}"),
+        "context-dense-1-value": (lambda d: d["context"].__setitem__("dense", [1.0]), 1, cd,
+                                  f"context has 1 dense values, scene {s} expects {cd}"),
+        "candidate-1-ids-1": (cand(1, "ids", list(range(1, ii))), ii - 1, ii,
+                              f"candidate 1: {ii - 1} ids, scene {s} expects {ii}"),
+        "candidate-0-dense-5": (cand(0, "dense", [0.5] * (idn - 5)), idn - 5, idn,
+                                f"candidate 0: {idn - 5} dense values, scene {s} expects {idn}"),
+        "candidate-1-no-ids": (no_ids_one_dense, 0, ii, f"candidate 1: 0 ids, scene {s} expects {ii}"),
+    }
+
+
+@pytest.mark.parametrize("case", list(json_schema_mismatches(0, 0, 0, 0)))  # the case names
+def test_schema_mismatch_json(conn, model, case):
+    mutate, wrong, expected, detail = json_schema_mismatches(*model.schema)[case]
+    assert wrong != expected and wrong >= 0, f"{case} is no mismatch for the schema {model.schema}"
+    doc = good_json()
     mutate(doc)
     r = post(conn, json.dumps(doc).encode(), "application/json")
-    assert_problem(r, 422, "schema-mismatch", detail=detail)
+    assert_problem(r, 422, "schema-mismatch", detail=detail, what=case)
 
 
-def test_json_defaults(conn):
+def test_json_defaults(conn, model):
     """request_id and context are optional; missing context on a scene that needs it is a 422."""
-    doc = {"scene": "apparel", "candidates": GOOD_JSON["candidates"], "context": GOOD_JSON["context"]}
+    ci = model.schema[0]
+    assert ci > 0, f"apparel needs no context ids in the served model {model.dir}"
+    good = good_json()
+    doc = {"scene": "apparel", "candidates": good["candidates"], "context": good["context"]}
     r = post(conn, json.dumps(doc).encode(), "application/json")
     assert r.status == 200, r
     assert r.json()["request_id"] == 0
-    doc = {"scene": "apparel", "candidates": GOOD_JSON["candidates"]}
+    doc = {"scene": "apparel", "candidates": good["candidates"]}
     r = post(conn, json.dumps(doc).encode(), "application/json")
-    assert_problem(r, 422, "schema-mismatch", detail="context has 0 ids, scene 'apparel' expects 1")
+    assert_problem(r, 422, "schema-mismatch", detail=f"context has 0 ids, scene 'apparel' expects {ci}")
 
 
 # ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def parse_curl_headers(raw: str) -> tuple[str, dict[str, str]]:
     return status, headers
 
 
-def test_curl_json_score_over_tls(server, certs, tmp_path, reference):
+def test_curl_json_score_over_tls(server, certs, tmp_path, reference, model):
     doc = golden_json("request-1cand.json")
     req = tmp_path / "req.json"
     req.write_text(json.dumps(doc))
@@ -41,20 +41,21 @@ def test_curl_json_score_over_tls(server, certs, tmp_path, reference):
     status_line, headers = parse_curl_headers(hdrs.read_text())
     assert status_line.startswith("HTTP/2 200"), status_line
     assert headers.get("content-type", "").split(";")[0] == "application/json", headers
-    assert headers.get("x-scenescore-head-version") == "apparel-1", headers
+    head = model.head("apparel")
+    assert headers.get("x-scenescore-head-version") == head.version, headers
     body = json.loads(out.read_text())
     assert set(body) == {"request_id", "scene", "head_version", "outputs", "scores"}, body
-    assert body["request_id"] == 7 and body["scene"] == "apparel" and body["head_version"] == "apparel-1"
-    assert body["outputs"] == ["click", "purchase"]
+    assert body["request_id"] == 7 and body["scene"] == "apparel" and body["head_version"] == head.version, body
+    assert body["outputs"] == head.outputs, body
     scores = np.array(body["scores"], dtype=np.float64)
-    assert scores.shape == (1, 2)
+    assert scores.shape == (1, len(head.outputs))
     assert ((scores >= 0) & (scores <= 1)).all()
     cand = doc["candidates"][0]
     expected = reference("apparel", doc["context"]["ids"], doc["context"]["dense"], [cand["ids"]], [cand["dense"]])
     np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-4)
 
 
-def test_curl_binary_score_over_tls_by_ip(server, certs, tmp_path):
+def test_curl_binary_score_over_tls_by_ip(server, certs, tmp_path, model):
     req = tmp_path / "req.bin"
     req.write_bytes(golden_bytes("request-1cand.bin"))
     out = tmp_path / "out.bin"
@@ -65,18 +66,18 @@ def test_curl_binary_score_over_tls_by_ip(server, certs, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode() == "2 200 application/vnd.scenescore.v1", result.stdout
     resp = wire.decode_response(out.read_bytes())
-    assert (resp.request_id, resp.scene, resp.head_version) == (7, "apparel", "apparel-1")
-    assert resp.scores.shape == (1, 2)
+    assert (resp.request_id, resp.scene, resp.head_version) == (7, "apparel", model.version("apparel"))
+    assert resp.scores.shape == (1, len(model.outputs("apparel")))
 
 
-def test_curl_h2c_prior_knowledge_scenes(server):
+def test_curl_h2c_prior_knowledge_scenes(server, model):
     result = run(["curl", "--http2-prior-knowledge", "-sS", "--max-time", "10", "-w", "\n%{http_version} %{http_code}",
                   f"http://127.0.0.1:{server.h2c_port}/v1/scenes"])
     assert result.returncode == 0, result.stderr
     body, _, tail = result.stdout.decode().rpartition("\n")
     assert tail == "2 200", result.stdout
     scenes = sorted(s["scene"] for s in json.loads(body)["scenes"])
-    assert scenes == ["apparel", "beauty", "electronics"]
+    assert scenes == model.scenes
 
 
 def test_curl_http11_over_tls_is_refused(server, certs):
@@ -108,7 +109,7 @@ def test_nghttp_get_healthz_over_tls(server):
     assert isinstance(doc, dict) and "status" in doc, result.stdout  # exact document: test_ops
 
 
-def test_nghttp_post_binary_over_tls(server, tmp_path):
+def test_nghttp_post_binary_over_tls(server, tmp_path, model):
     req = tmp_path / "req.bin"
     req.write_bytes(golden_bytes("request-1cand.bin"))
     url = f"https://127.0.0.1:{server.port}/v1/score"
@@ -117,13 +118,14 @@ def test_nghttp_post_binary_over_tls(server, tmp_path):
     out = verbose.stdout.decode(errors="replace")
     assert verbose.returncode == 0, out + verbose.stderr.decode(errors="replace")
     assert re.search(r"recv \(stream_id=\d+\) :status: 200", out), out
-    assert re.search(r"recv \(stream_id=\d+\) x-scenescore-head-version: apparel-1", out), out
+    version = model.version("apparel")
+    assert re.search(rf"recv \(stream_id=\d+\) x-scenescore-head-version: {re.escape(version)}$", out, re.M), out
     assert re.search(r"recv \(stream_id=\d+\) content-type: application/vnd.scenescore.v1", out), out
     plain = run(["nghttp", "-t", "10", "-d", str(req), "-H", ctype, url])
     assert plain.returncode == 0, plain.stderr
     resp = wire.decode_response(plain.stdout)
-    assert (resp.request_id, resp.scene, resp.head_version, resp.outputs) == (7, "apparel", "apparel-1",
-                                                                             ["click", "purchase"])
+    assert (resp.request_id, resp.scene, resp.head_version, resp.outputs) == (7, "apparel", version,
+                                                                             model.outputs("apparel"))
     # Same bytes as the Python HTTP/2 client gets.
     with H2Conn.tls(server.port, server.cafile) as conn:
         r = conn.post("/v1/score", golden_bytes("request-1cand.bin"))

@@ -14,12 +14,12 @@ import pytest
 
 from h2util import (
     H2Conn,
-    SCENES,
     assert_problem,
     assert_score_ok,
     free_ports,
     open_tcp,
     open_tls,
+    read_model,
     score_body,
     score_json_body,
     wire,
@@ -27,6 +27,7 @@ from h2util import (
 
 METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+FIRST_RUN_TIMEOUT = 600.0  # a server without a model trains the default one (about a minute) before it listens
 
 
 def parse_metrics(text: str) -> tuple[dict[str, str], list[tuple[str, dict[str, str], float]]]:
@@ -66,13 +67,23 @@ def conn(server):
     c.close()
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"]
-                         + [f"/v2/models/{s}/ready" for s in SCENES])
-def test_health_and_readiness_endpoints(conn, path):
+def check_get_and_head_200(conn, path):
     r = conn.get(path)
-    assert r.status == 200 and r.ended, r
+    assert r.status == 200 and r.ended, (path, r)
     h = conn.request("HEAD", path)
-    assert h.status == 200 and len(h.body) == 0, h
+    assert h.status == 200 and len(h.body) == 0, (path, h)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"])
+def test_health_and_readiness_endpoints(conn, path):
+    check_get_and_head_200(conn, path)
+
+
+def test_model_ready_every_scene(conn, model):
+    """KServe model readiness for every scene the served model has (read from its files)."""
+    assert model.scenes, model
+    for scene in model.scenes:
+        check_get_and_head_200(conn, f"/v2/models/{scene}/ready")
 
 
 def test_healthz_document(conn):
@@ -82,27 +93,40 @@ def test_healthz_document(conn):
     assert (r.header("content-type") or "").startswith("application/json"), r
 
 
-@pytest.mark.parametrize("scene", ["nope", "Apparel", "apparel-1"])
-def test_model_ready_unknown_scene(conn, scene):
+def check_model_not_found(conn, scene):
     r = conn.get(f"/v2/models/{scene}/ready")
-    assert r.status == 404, r
-    assert (r.header("content-type") or "").split(";")[0] == wire.PROBLEM_CONTENT_TYPE, r
+    assert r.status == 404, (scene, r)
+    assert (r.header("content-type") or "").split(";")[0] == wire.PROBLEM_CONTENT_TYPE, (scene, r)
 
 
-def test_scenes_document(conn):
+@pytest.mark.parametrize("scene", ["nope", "Apparel", "apparel-1"])
+def test_model_ready_unknown_scene(conn, model, scene):
+    assert scene not in model.scenes, f"{scene!r} is a served scene: {model.scenes}"
+    check_model_not_found(conn, scene)
+
+
+def test_model_ready_head_version_is_not_a_scene(conn, model):
+    for scene in model.scenes:
+        version = model.version(scene)
+        assert version not in model.scenes, (version, model.scenes)
+        check_model_not_found(conn, version)
+
+
+def test_scenes_document(conn, model):
     r = conn.get("/v1/scenes")
     assert r.status == 200 and (r.header("content-type") or "").split(";")[0] == "application/json", r
     doc = r.json()
     assert set(doc) == {"scenes"}, doc
     by_name = {s["scene"]: s for s in doc["scenes"]}
-    assert sorted(by_name) == list(SCENES), doc
+    assert sorted(by_name) == model.scenes, doc
+    ci, cd, ii, idn = model.schema
     for name, s in by_name.items():
-        expected = {"scene": name, "head_version": f"{name}-1", "outputs": ["click", "purchase"],
-                    "context_ids": 1, "context_dense": 4, "item_ids": 3, "item_dense": 17}
+        expected = {"scene": name, "head_version": model.version(name), "outputs": model.outputs(name),
+                    "context_ids": ci, "context_dense": cd, "item_ids": ii, "item_dense": idn}
         assert {k: s.get(k) for k in expected} == expected, s  # extra members are allowed
 
 
-def test_metrics_after_traffic(server, conn):
+def test_metrics_after_traffic(server, conn, model):
     types0, before = scrape(conn)
     for name, kind in [("scenescore_requests_total", "counter"),
                        ("scenescore_request_duration_seconds", "histogram"),
@@ -114,8 +138,9 @@ def test_metrics_after_traffic(server, conn):
         assert types0.get(name) == kind, f"# TYPE {name} is {types0.get(name)!r}, expected {kind}"
     for i in range(5):
         assert_score_ok(conn.post("/v1/score", score_body(1, request_id=i)), request_id=i, n=1)
+    other = model.other_scene("apparel")
     for i in range(3):
-        assert conn.post("/v1/score", score_json_body(4, scene="beauty"), "application/json").status == 200
+        assert conn.post("/v1/score", score_json_body(4, scene=other), "application/json").status == 200
     assert_problem(conn.post("/v1/score", score_body(1, scene="shoes")), 404, "unknown-scene")
     assert_problem(conn.post("/v1/score", b"junk"), 400, "malformed-request")
     _, after = scrape(conn)
@@ -125,7 +150,7 @@ def test_metrics_after_traffic(server, conn):
 
     assert total(after, "scenescore_requests_total", scene="apparel", status=200) > 0
     assert delta("scenescore_requests_total", scene="apparel", status=200) == 5
-    assert delta("scenescore_requests_total", scene="beauty", status=200) == 3
+    assert delta("scenescore_requests_total", scene=other, status=200) == 3
     errors_before = sum(v for n, l, v in before if n == "scenescore_requests_total" and l.get("status") != "200")
     errors_after = sum(v for n, l, v in after if n == "scenescore_requests_total" and l.get("status") != "200")
     assert errors_after - errors_before >= 2, "the 404 and 400 scoring requests are not counted by status"
@@ -210,24 +235,43 @@ def test_config_file_env_precedence_and_dev_cert(launcher, certs, tmp_path):
         assert_problem(r, 413, "body-too-large", detail="body exceeds the limit of 65536 bytes")
 
 
-def test_flags_override_env_and_first_run_model_build(launcher, server, tmp_path):
+def test_flags_override_env_and_first_run_model_build(launcher, server, model, request, tmp_path):
     """Env ports override the config file's, a flag overrides the env candidate limit, and without
-    --model-dir the default var/models/default is built on first run (deterministically: same scores
-    as the shared server's model)."""
+    --model-dir the default var/models/default is built on first run, deterministically: it is the
+    model `scenescore model init` builds (same head specs, same scores). That is the shared server's
+    model when the shared model has the same head specs (their versions name the backbone's hash);
+    otherwise (e.g. an older model in var/models/default) `scenescore model init` runs for the
+    comparison."""
     p1, q1, p2, q2 = free_ports(4)
     srv = launcher.start(["--max-candidates", "48"], port_flags=False, ports=(p2, q2), name="flags",
                          config={"port": p1, "h2cPort": q1, "maxCandidates": 16},
                          env={"SCENESCORE_PORT": str(p2), "SCENESCORE_H2C_PORT": str(q2),
-                              "SCENESCORE_MAX_CANDIDATES": "32"}, model_dir=False)
+                              "SCENESCORE_MAX_CANDIDATES": "32"}, model_dir=False, wait=False)
+    srv.wait_ready(FIRST_RUN_TIMEOUT)  # it trains the model before it listens
     fresh = srv.workdir / "var" / "models" / "default"
     assert (fresh / "backbone.safetensors").is_file(), f"model not built in {fresh}\n{srv.describe()}"
+    assert srv.model_dir == fresh
+    fresh_model = read_model(fresh)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", p1), timeout=2).close()
-    body = score_body(48, seed=51, request_id=5)
+    body = score_body(48, seed=51, request_id=5, schema=fresh_model.schema)
     with H2Conn.tls(p2, srv.cafile) as c:
-        fresh_scores = assert_score_ok(c.post("/v1/score", body), request_id=5, n=48).scores
-        assert_problem(c.post("/v1/score", score_body(49)), 413, "too-many-candidates",
+        fresh_scores = assert_score_ok(c.post("/v1/score", body), request_id=5, n=48, model=fresh_model).scores
+        assert_problem(c.post("/v1/score", score_body(49, schema=fresh_model.schema)), 413, "too-many-candidates",
                        detail="n_candidates 49 exceeds the limit of 48")
-    with H2Conn.tls(server.port, server.cafile) as c:
-        main_scores = assert_score_ok(c.post("/v1/score", body), request_id=5, n=48).scores
-    assert np.array_equal(fresh_scores, main_scores), "first-run model differs from var/models/default"
+
+    def head_specs(m):
+        return {scene: head.spec for scene, head in m.heads.items()}
+
+    if head_specs(fresh_model) == head_specs(model) and fresh_model.backbone == model.backbone:
+        other, other_model, what = server, model, f"the shared model {model.dir}"
+    else:
+        init_dir = request.getfixturevalue("trained_default_model_dir")
+        other_model = read_model(init_dir)
+        other = launcher.start(name="model-init", model_dir=init_dir)
+        what = f"`scenescore model init` ({init_dir})"
+    assert head_specs(fresh_model) == head_specs(other_model), f"first-run model's heads differ from {what}"
+    assert fresh_model.backbone == other_model.backbone, f"first-run model's backbone spec differs from {what}"
+    with H2Conn.tls(other.port, other.cafile) as c:
+        other_scores = assert_score_ok(c.post("/v1/score", body), request_id=5, n=48, model=other_model).scores
+    assert np.array_equal(fresh_scores, other_scores), f"first-run model's scores differ from {what}"

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from h2util import SCENES, golden_bytes, golden_json, random_arrays, wire
+from h2util import golden_bytes, golden_json, random_arrays, served_model, wire
 from scenescore_client.client import ProblemError, ScoreClient
 
 
@@ -27,7 +27,7 @@ def arrays_of(doc: dict):
             ids, dense)
 
 
-def reshape_to(arrays, schema=(1, 4, 3, 17)):
+def reshape_to(arrays, schema):
     """Fit a golden vector's values to a schema: cycle its values (zeros if it has none)."""
     def fit(values: np.ndarray, width: int, dtype) -> np.ndarray:
         flat = values.reshape(-1)
@@ -43,28 +43,31 @@ def reshape_to(arrays, schema=(1, 4, 3, 17)):
 
 
 def check(resp: wire.ScoreResponse, *, request_id: int, scene: str, n: int):
+    head = served_model().head(scene)
     assert resp.request_id == request_id
     assert resp.scene == scene
-    assert resp.head_version == f"{scene}-1"
-    assert resp.outputs == ["click", "purchase"]
-    assert resp.scores.shape == (n, 2)
+    assert resp.head_version == head.version, (resp.head_version, head.version)
+    assert resp.outputs == head.outputs, (resp.outputs, head.outputs)
+    assert resp.scores.shape == (n, len(head.outputs))
     assert resp.scores.dtype == np.float32
     assert ((resp.scores >= 0) & (resp.scores <= 1)).all()
 
 
-def test_health_and_scenes(client):
+def test_health_and_scenes(client, model):
     assert isinstance(client.health(), dict)  # the exact document is checked in test_ops
     scenes = {s.scene: s for s in client.scenes()}
-    assert sorted(scenes) == list(SCENES)
+    assert sorted(scenes) == model.scenes
     for name, info in scenes.items():
-        assert info.head_version == f"{name}-1"
-        assert info.outputs == ["click", "purchase"]
-        assert (info.context_ids, info.context_dense, info.item_ids, info.item_dense) == (1, 4, 3, 17)
+        assert info.head_version == model.version(name)
+        assert info.outputs == model.outputs(name)
+        assert (info.context_ids, info.context_dense, info.item_ids, info.item_dense) == model.schema
 
 
-def test_golden_request_1cand_round_trip(client, server, reference):
+def test_golden_request_1cand_round_trip(client, server, reference, model):
     doc = golden_json("request-1cand.json")
     arrays = arrays_of(doc)
+    assert (arrays[0].size, arrays[1].size, arrays[2].shape[1], arrays[3].shape[1]) == model.schema, \
+        "request-1cand does not fit the served model's schema"
     first = client.score("apparel", *arrays, request_id=7)
     check(first, request_id=7, scene="apparel", n=1)
     second = client.score("apparel", *arrays, request_id=7)
@@ -78,14 +81,15 @@ def test_golden_request_1cand_round_trip(client, server, reference):
         r = raw.post(f"https://127.0.0.1:{server.port}/v1/score", content=golden_bytes("request-1cand.bin"),
                      headers={"content-type": wire.CONTENT_TYPE})
     assert r.http_version == "HTTP/2" and r.status_code == 200, r.text
-    assert r.headers["x-scenescore-head-version"] == "apparel-1"
+    assert r.headers["x-scenescore-head-version"] == model.version("apparel")
     assert np.array_equal(wire.decode_response(r.content).scores, first.scores)
 
 
 @pytest.mark.parametrize("name", ["request-4cand", "request-odd", "request-minimal"])
-def test_golden_requests_for_unserved_scenes(client, name):
-    """These vectors name scenes the default model does not have: 404 unknown-scene, both encodings."""
+def test_golden_requests_for_unserved_scenes(client, model, name):
+    """These vectors name scenes the served model does not have: 404 unknown-scene, both encodings."""
     doc = golden_json(f"{name}.json")
+    assert doc["scene"] not in model.scenes, f"{name} names a served scene: {model.scenes}"
     arrays = arrays_of(doc)
     for send in (client.score, client.score_json):
         with pytest.raises(ProblemError) as info:
@@ -96,29 +100,33 @@ def test_golden_requests_for_unserved_scenes(client, name):
 
 
 @pytest.mark.parametrize("name", ["request-1cand", "request-4cand", "request-odd", "request-minimal"])
-@pytest.mark.parametrize("scene", SCENES)
-def test_golden_values_reshaped_round_trip(client, reference, name, scene):
+def test_golden_values_reshaped_round_trip(client, reference, model, name):
     """Each golden vector's values (incl. ids 0/0xFFFFFFFF and request ids up to 2^64-1), fitted to the
-    default schema, round-trip through every scene: echo, determinism, binary == JSON, reference scores."""
+    served model's schema, round-trip through every scene: echo, determinism, binary == JSON,
+    reference scores."""
     doc = golden_json(f"{name}.json")
-    arrays = reshape_to(arrays_of(doc))
+    arrays = reshape_to(arrays_of(doc), model.schema)
     n = arrays[2].shape[0]
     rid = doc["request_id"]
-    a = client.score(scene, *arrays, request_id=rid)
-    check(a, request_id=rid, scene=scene, n=n)
-    b = client.score(scene, *arrays, request_id=rid)
-    assert np.array_equal(a.scores, b.scores)
-    j = client.score_json(scene, *arrays, request_id=rid)
-    check(j, request_id=rid, scene=scene, n=n)
-    np.testing.assert_allclose(j.scores, a.scores, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(a.scores, reference(scene, *arrays), rtol=0, atol=1e-4)
+    assert model.scenes
+    for scene in model.scenes:
+        a = client.score(scene, *arrays, request_id=rid)
+        check(a, request_id=rid, scene=scene, n=n)
+        b = client.score(scene, *arrays, request_id=rid)
+        assert np.array_equal(a.scores, b.scores), scene
+        j = client.score_json(scene, *arrays, request_id=rid)
+        check(j, request_id=rid, scene=scene, n=n)
+        np.testing.assert_allclose(j.scores, a.scores, rtol=0, atol=1e-6, err_msg=scene)
+        np.testing.assert_allclose(a.scores, reference(scene, *arrays), rtol=0, atol=1e-4, err_msg=scene)
 
 
-def test_scenes_have_different_heads(client):
+def test_scenes_have_different_heads(client, model):
+    assert len(model.scenes) >= 2, model.scenes
     arrays = random_arrays(8, seed=11)
-    scores = {scene: client.score(scene, *arrays).scores for scene in SCENES}
-    assert not np.array_equal(scores["apparel"], scores["beauty"])
-    assert not np.array_equal(scores["apparel"], scores["electronics"])
+    scores = {scene: client.score(scene, *arrays).scores for scene in model.scenes}
+    for other in model.scenes:
+        if other != "apparel":
+            assert not np.array_equal(scores["apparel"], scores[other]), f"apparel and {other} score alike"
 
 
 def test_candidate_order_and_batch_independence(client):
@@ -132,17 +140,19 @@ def test_candidate_order_and_batch_independence(client):
     np.testing.assert_allclose(single[0], full[5], rtol=0, atol=1e-6)
 
 
-def test_max_candidates_1024(client, reference):
+def test_max_candidates_1024(client, reference, model):
     arrays = random_arrays(1024, seed=13)
-    resp = client.score("electronics", *arrays, request_id=2**64 - 1)
-    check(resp, request_id=2**64 - 1, scene="electronics", n=1024)
-    np.testing.assert_allclose(resp.scores, reference("electronics", *arrays), rtol=0, atol=1e-4)
-    j = client.score_json("electronics", *arrays, request_id=0)
-    np.testing.assert_allclose(j.scores, resp.scores, rtol=0, atol=1e-6)
+    for scene in model.scenes:
+        resp = client.score(scene, *arrays, request_id=2**64 - 1)
+        check(resp, request_id=2**64 - 1, scene=scene, n=1024)
+        np.testing.assert_allclose(resp.scores, reference(scene, *arrays), rtol=0, atol=1e-4, err_msg=scene)
+        j = client.score_json(scene, *arrays, request_id=0)
+        np.testing.assert_allclose(j.scores, resp.scores, rtol=0, atol=1e-6, err_msg=scene)
 
 
-def test_many_candidates_many_times_deterministic(client):
+def test_many_candidates_many_times_deterministic(client, model):
     arrays = random_arrays(256, seed=14)
-    first = client.score("beauty", *arrays, request_id=99).scores
-    for _ in range(5):
-        assert np.array_equal(client.score("beauty", *arrays, request_id=99).scores, first)
+    for scene in model.scenes:
+        first = client.score(scene, *arrays, request_id=99).scores
+        for _ in range(5):
+            assert np.array_equal(client.score(scene, *arrays, request_id=99).scores, first), scene
