@@ -13,6 +13,6 @@ grep -q "Test run with .* passed" .build/swift-test.log
 
 echo "== python reference and end-to-end tests (real server process, real clients)"
 # Separate runs: each suite has its own conftest.py and rootdir.
-for suite in Proto/python/tests Tests/interop Tests/e2e; do
+for suite in Proto/python/tests Tests/interop Tests/training Tests/e2e; do
   python3 -m pytest -q -p no:cacheprovider "$suite"
 done

@@ -21,3 +21,26 @@ public enum DefaultTraining {
         return try experiment.trainAndExport(method, fraction: fraction, to: directory)
     }
 }
+
+/// Training throughput for `scenescore bench train`: multi-task pretraining of the default
+/// architecture on the default world's sources (each cut to `impressionsPerSource`), one epoch.
+public enum TrainingThroughput {
+    public static func measure(threads: Int, impressionsPerSource: Int = 100_000, batchSize: Int = 512) -> TrainingLog {
+        var config = WorldConfig()
+        for i in config.scenes.indices { config.scenes[i].trainImpressions = impressionsPerSource; config.scenes[i].testImpressions = 1 }
+        let world = WorldGenerator.generate(config)
+        var experiment = ExperimentConfig()
+        experiment.threads = threads
+        experiment.pretrain.epochs = 1
+        experiment.pretrain.batchSize = batchSize
+        var rng = Random(seed: 1, stream: "bench")
+        let backbone = BackboneNet(spec: experiment.backbone, workers: threads, rng: &rng)
+        let heads = world.sources.map { _ in
+            HeadNet(input: experiment.backbone.outputWidth, bottleneck: experiment.bottleneck, tower: experiment.tower,
+                    outputs: 1, baseRate: 0.07, workers: threads, rng: &rng)
+        }
+        let trainer = Trainer(backbone: backbone, heads: heads, workers: threads)
+        let parts = world.sources.enumerated().map { TrainingPart(data: $1.train, head: $0, domain: $0) }
+        return trainer.train(parts, options: experiment.pretrain, seed: 1)
+    }
+}

@@ -4,7 +4,7 @@ import Bench
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks (one core; ratios against the issue's anchors).",
-        subcommands: [BenchKernel.self, BenchModel.self])
+        subcommands: [BenchKernel.self, BenchModel.self, BenchTrain.self])
 }
 
 struct BenchOutput: ParsableArguments {
@@ -40,6 +40,19 @@ struct BenchModel: ParsableCommand {
     func run() throws {
         try model.ensureModel()
         let report = try ModelReport.measure(modelDirectory: model.modelDir, scene: scene)
+        try output.emit(report, markdown: report.markdown)
+    }
+}
+
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Training samples/s on 1 and 2 threads and the fraction of the kernel's GFLOP/s reached on the same products.")
+    @OptionGroup var output: BenchOutput
+    @Option(help: "Mini-batch size.") var batchSize = 512
+
+    func run() throws {
+        let report = TrainingReport.measure(batchSize: batchSize)
         try output.emit(report, markdown: report.markdown)
     }
 }
