@@ -41,8 +41,8 @@ public struct ExperimentConfig: Codable, Sendable {
     public var sceneFeature = FieldSpec(name: "scene", vocab: 64, dim: 8)
     /// λ_s per source scene in multi-task pretraining (missing: 1).
     public var sourceWeights: [String: Float] = [:]
-    /// The source head zero-shot uses and fine-tuning starts from (default: the first source).
-    public var sourceHead: String?
+    /// The source head zero-shot uses and fine-tuning starts from ("": the first source).
+    public var sourceHead = ""
     /// Method e's discriminator also sees the target pool's features, unlabeled (domain
     /// adaptation); labels of the pool are never read.
     public var adversarialUsesUnlabeledTarget = true
@@ -56,18 +56,7 @@ public struct ExperimentConfig: Codable, Sendable {
     public init() {}
 
     public static func load(json: Data) throws -> ExperimentConfig {
-        let defaults = try JSONSerialization.jsonObject(with: JSONEncoder().encode(ExperimentConfig())) as! [String: Any]
-        guard let overrides = try JSONSerialization.jsonObject(with: json) as? [String: Any] else {
-            throw ConfigError("the experiment config must be a JSON object")
-        }
-        if let unknown = Set(overrides.keys).subtracting(defaults.keys).sorted().first {
-            throw ConfigError("unknown experiment config key '\(unknown)' (known: \(defaults.keys.sorted().joined(separator: ", ")))")
-        }
-        do {
-            return try JSONDecoder().decode(ExperimentConfig.self, from: JSONSerialization.data(withJSONObject: defaults.merging(overrides) { _, n in n }))
-        } catch {
-            throw ConfigError("experiment config: \(error)")
-        }
+        try decodeOverridingDefaults(ExperimentConfig(), json: json, what: "experiment config")
     }
 }
 
@@ -122,10 +111,7 @@ public final class TransferExperiment {
     }
 
     var sources: [SceneData] { world.sources }
-    var sourceHeadIndex: Int {
-        guard let name = config.sourceHead else { return 0 }
-        return sources.firstIndex { $0.name == name } ?? 0
-    }
+    var sourceHeadIndex: Int { sources.firstIndex { $0.name == config.sourceHead } ?? 0 }
     var workers: Int { max(1, config.threads) }
 
     func newHead(baseRate: Double, rng: inout Random) -> HeadNet {
@@ -160,6 +146,10 @@ public final class TransferExperiment {
 
     /// Trains `method` with the first `fraction` of the target pool and scores it.
     public func run(_ method: TransferMethod, fraction: Double) throws -> MethodScores {
+        guard config.sourceHead.isEmpty || sources.contains(where: { $0.name == config.sourceHead }) else {
+            throw ConfigError("sourceHead '\(config.sourceHead)' is not a source scene (\(sources.map(\.name).joined(separator: ", ")))")
+        }
+        guard fraction > 0, fraction <= 1 else { throw ConfigError("fraction must be in (0, 1], got \(fraction)") }
         let target = world.target
         let train = target.train.prefix(max(1, Int((Double(target.train.count) * fraction).rounded())))
         var rng = Random(seed: seed, stream: "init.\(method.rawValue).\(fraction)")

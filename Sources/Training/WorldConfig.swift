@@ -62,20 +62,7 @@ public struct WorldConfig: Codable, Sendable, Equatable {
 
     /// Defaults overridden by the keys of a JSON object.
     public static func load(json: Data) throws -> WorldConfig {
-        let defaults = try JSONSerialization.jsonObject(with: JSONEncoder().encode(WorldConfig())) as! [String: Any]
-        guard let overrides = try JSONSerialization.jsonObject(with: json) as? [String: Any] else {
-            throw ConfigError("the world config must be a JSON object")
-        }
-        if let unknown = Set(overrides.keys).subtracting(defaults.keys).sorted().first {
-            throw ConfigError("unknown world config key '\(unknown)' (known: \(defaults.keys.sorted().joined(separator: ", ")))")
-        }
-        let merged = defaults.merging(overrides) { _, new in new }
-        let config: WorldConfig
-        do {
-            config = try JSONDecoder().decode(WorldConfig.self, from: JSONSerialization.data(withJSONObject: merged))
-        } catch {
-            throw ConfigError("world config: \(error)")
-        }
+        let config = try decodeOverridingDefaults(WorldConfig(), json: json, what: "world config")
         try config.validate()
         return config
     }
@@ -100,4 +87,35 @@ public struct WorldConfig: Codable, Sendable, Equatable {
 public struct ConfigError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// Decodes a JSON object as `defaults` with the object's keys replaced — nested objects key by
+/// key — so a config file names only what it changes (`{"pretrain": {"epochs": 3}}`). An
+/// unknown key is an error: a typo must not silently fall back to a default.
+func decodeOverridingDefaults<T: Codable>(_ defaults: T, json: Data, what: String) throws -> T {
+    let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(defaults)) as! [String: Any]
+    guard let overrides = try JSONSerialization.jsonObject(with: json) as? [String: Any] else {
+        throw ConfigError("the \(what) must be a JSON object")
+    }
+    func merge(_ base: [String: Any], _ overrides: [String: Any], path: String) throws -> [String: Any] {
+        var out = base
+        for (key, value) in overrides {
+            guard let old = base[key] else {
+                throw ConfigError("unknown \(what) key '\(path)\(key)' (known there: \(base.keys.sorted().joined(separator: ", ")))")
+            }
+            if let oldObject = old as? [String: Any], let newObject = value as? [String: Any], !oldObject.isEmpty {
+                out[key] = try merge(oldObject, newObject, path: "\(path)\(key).")
+            } else {
+                out[key] = value
+            }
+        }
+        return out
+    }
+    do {
+        return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: try merge(base, overrides, path: "")))
+    } catch let error as ConfigError {
+        throw error
+    } catch {
+        throw ConfigError("\(what): \(error)")
+    }
 }

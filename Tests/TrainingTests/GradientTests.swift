@@ -96,6 +96,6 @@ import Testing
                 check(table.value.pointer + i, analytic: embeddingGradients[t][i], backboneSide: true, repack: {}, what: "table\(t)[\(i)]")
             }
         }
-        #expect(checked > 150)
+        #expect(checked > 120)
     }
 }

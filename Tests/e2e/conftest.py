@@ -244,8 +244,8 @@ class Launcher:
             path = workdir / "config.json"
             path.write_text(json.dumps(config))
             args += ["--config", str(path)]
-        if env and "SCENESCORE_MODEL_DIR" in env:
-            served_dir = None
+        if model_dir is False and env and "SCENESCORE_MODEL_DIR" in env:
+            served_dir = None  # set by the environment (which a --model-dir flag would override)
         server = Server(workdir, args, port=port, h2c_port=h2c_port, env=env,
                         cafile=cafile or self.certs.ca, drain_timeout=drain_timeout, name=name,
                         model_dir=served_dir)
