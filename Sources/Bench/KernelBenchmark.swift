@@ -1,4 +1,5 @@
 import Kernels
+import Training
 
 /// GFLOP/s of `GEMM.multiply` (bias + ReLU epilogue included) on the shapes.
 public struct KernelBenchmark {
@@ -19,7 +20,7 @@ public struct KernelBenchmark {
 
     /// Measures one shape; returns GFLOP/s (2·M·N·K flops per call).
     public func gflops(_ s: Shape, secondsPerTrial: Double = 0.1) -> Double {
-        var rng = SplitMix64(seed: UInt64(s.m * 1_000_003 + s.k * 1009 + s.n))
+        var rng = Random(seed: UInt64(s.m * 1_000_003 + s.k * 1009 + s.n))
         let a = (0..<(s.m * s.k)).map { _ in rng.nextFloat() - 0.5 }
         let w = (0..<(s.n * s.k)).map { _ in rng.nextFloat() - 0.5 }
         let bias = (0..<s.n).map { _ in rng.nextFloat() }
@@ -39,17 +40,8 @@ public struct KernelBenchmark {
     }
 }
 
-/// A small, fast, seedable generator so benchmarks and synthetic data are reproducible.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
+/// Benchmarks draw their inputs from the training module's seeded generator.
+extension Random {
+    /// Uniform in [0, 1), 24 bits.
     public mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Kernels
 import Model
+import Training
 
 /// `scenescore bench model`: one request's forward pass (backbone + head) on one core.
 public struct ModelReport: Encodable, Sendable {
@@ -33,7 +34,7 @@ public struct ModelReport: Encodable, Sendable {
             throw PythonReference.Failure(description: "no head in \(modelDirectory)/heads")
         }
         let spec = set.backbone.spec
-        var rng = SplitMix64(seed: 1)
+        var rng = Random(seed: 1)
         var rows: [Row] = []
         let ws = ForwardWorkspace()
         for n in candidates {

@@ -72,7 +72,7 @@ struct ScoreCommand: ParsableCommand {
             throw ValidationError("unknown scene '\(scene)'; known: \(set.heads.keys.sorted().joined(separator: ", "))")
         }
         let spec = set.backbone.spec
-        var rng = SplitMix64(seed: seed)
+        var rng = Random(seed: seed)
         let ctxIDs = spec.contextFields.map { _ in UInt32.random(in: 0...UInt32.max, using: &rng) }
         let ctxDense = (0..<spec.contextDense).map { _ in Float.random(in: -1...1, using: &rng) }
         let itemIDs = (0..<(candidates * spec.itemFields.count)).map { _ in UInt32.random(in: 0...UInt32.max, using: &rng) }
