@@ -68,7 +68,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], path: "Sources/Server", swiftSettings: vectorISA),
         .target(name: "Training", dependencies: ["Kernels", "Model"], path: "Sources/Training",
-                swiftSettings: numericISA),
+                exclude: ["README.md", "results"], swiftSettings: numericISA),
         .target(name: "Bench", dependencies: ["Kernels", "Model", "Training"], path: "Sources/Bench",
                 swiftSettings: vectorISA),
         .executableTarget(
