@@ -26,22 +26,26 @@ public final class PackedWeights: @unchecked Sendable {
         self.init(k: k, n: n, bias: bias) { kk, nn in weights[nn * k + kk] }
     }
 
-    /// Packs B given row-major `[k][n]` (in × out).
+    /// Packs B given row-major `[k][n]` (in × out). Each panel row is a contiguous run of B's
+    /// row, so this is a strided copy — it runs on every training step (backprop packs the
+    /// activations and the weights this way), not only at load time.
     public convenience init(inByOut weights: UnsafeBufferPointer<Float>, in k: Int, out n: Int,
                             bias: UnsafeBufferPointer<Float>? = nil) {
         precondition(weights.count == n * k, "weights hold \(weights.count) values, \(k)×\(n) expected")
-        self.init(k: k, n: n, bias: bias) { kk, nn in weights[kk * n + nn] }
+        self.init(k: k, n: n, bias: bias)
+        guard let source = weights.baseAddress else { return }
+        for p in 0..<panels {
+            let columns = min(Self.panelWidth, n - p * Self.panelWidth)
+            let panel = storage + p * k * Self.panelWidth
+            for kk in 0..<k {
+                (panel + kk * Self.panelWidth).update(from: source + kk * n + p * Self.panelWidth, count: columns)
+            }
+        }
     }
 
     /// Packs B from any element accessor `(k, n) -> value`, e.g. a column slice of a larger matrix.
-    public init(k: Int, n: Int, bias: UnsafeBufferPointer<Float>?, element: (Int, Int) -> Float) {
-        precondition(k >= 0 && n > 0, "a packed matrix needs n > 0 (k = \(k), n = \(n))")
-        self.k = k
-        self.n = n
-        self.panels = (n + Self.panelWidth - 1) / Self.panelWidth
-        let width = panels * Self.panelWidth
-        storage = Self.allocateAligned(count: max(k * width, Self.panelWidth))
-        storage.initialize(repeating: 0, count: max(k * width, Self.panelWidth))
+    public convenience init(k: Int, n: Int, bias: UnsafeBufferPointer<Float>?, element: (Int, Int) -> Float) {
+        self.init(k: k, n: n, bias: bias)
         for p in 0..<panels {
             let panel = storage + p * k * Self.panelWidth
             for kk in 0..<k {
@@ -50,6 +54,17 @@ public final class PackedWeights: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Allocates zeroed panels and copies the bias.
+    private init(k: Int, n: Int, bias: UnsafeBufferPointer<Float>?) {
+        precondition(k >= 0 && n > 0, "a packed matrix needs n > 0 (k = \(k), n = \(n))")
+        self.k = k
+        self.n = n
+        self.panels = (n + Self.panelWidth - 1) / Self.panelWidth
+        let width = panels * Self.panelWidth
+        storage = Self.allocateAligned(count: max(k * width, Self.panelWidth))
+        storage.initialize(repeating: 0, count: max(k * width, Self.panelWidth))
         if let bias {
             precondition(bias.count == n, "bias holds \(bias.count) values, \(n) expected")
             let b = Self.allocateAligned(count: width)

@@ -143,7 +143,14 @@ final class Linear: @unchecked Sendable {
         // dW (out × in) += dYᵀ (out × rows) · X (rows × in).
         scratch.reserve(outputs * rows)
         let dyT = scratch.pointer
-        for r in 0..<rows { for j in 0..<outputs { dyT[j * rows + r] = dy[r * outputs + j] } }
+        // Transposed in 16 × 16 tiles, so reads and writes both stay within a few cache lines.
+        for r0 in stride(from: 0, to: rows, by: 16) {
+            for j0 in stride(from: 0, to: outputs, by: 16) {
+                for r in r0..<min(r0 + 16, rows) {
+                    for j in j0..<min(j0 + 16, outputs) { dyT[j * rows + r] = dy[r * outputs + j] }
+                }
+            }
+        }
         let packedX = PackedWeights(inByOut: UnsafeBufferPointer(start: x, count: rows * inputs), in: rows, out: inputs)
         let gw = weight.workerGradients[worker].pointer
         GEMM.multiply(dyT, rows: outputs, stride: rows, by: packedX, addend: gw, addendStride: inputs,

@@ -59,20 +59,24 @@ final class BackboneNet: @unchecked Sendable {
         precondition(col + spec.itemDense == inputWidth && fields.count == tables.count)
     }
 
-    /// Adds one row's dL/d(input) to the embedding rows it read (none on the item side when
-    /// they were dropped).
-    func accumulateEmbeddingGradient(_ data: Impressions, row r: Int, droppedItemIDs: Bool = false, _ dx: UnsafePointer<Float>) {
-        var col = 0
-        for f in 0..<spec.contextFields.count {
-            tables[f].accumulate(row: tables[f].row(of: data.contextIDs[r * data.contextIDWidth + f]), dx + col)
-            col += tables[f].dim
-        }
-        col += spec.contextDense
-        if droppedItemIDs { return }
-        for f in 0..<spec.itemFields.count {
-            let t = tables[spec.contextFields.count + f]
-            t.accumulate(row: t.row(of: data.itemIDs[r * data.itemIDWidth + f]), dx + col)
-            col += t.dim
+    /// Column of field `f`'s embedding in the layer-0 input, and whether it is an item field.
+    func embeddingColumn(_ f: Int) -> (column: Int, isItem: Bool) {
+        let c = spec.contextFields.count
+        if f < c { return (spec.contextFields[..<f].reduce(0) { $0 + $1.dim }, false) }
+        return (spec.contextWidth + spec.itemFields[..<(f - c)].reduce(0) { $0 + $1.dim }, true)
+    }
+
+    /// Adds one row's dL/d(input) to the row of field `f`'s table it read (nothing for an
+    /// item field whose embedding was dropped).
+    @inline(__always)
+    func accumulateEmbeddingGradient(field f: Int, column: Int, isItem: Bool, _ data: Impressions, row r: Int,
+                                     droppedItemIDs: Bool, _ dx: UnsafePointer<Float>) {
+        let t = tables[f]
+        if isItem {
+            if droppedItemIDs { return }
+            t.accumulate(row: t.row(of: data.itemIDs[r * data.itemIDWidth + f - spec.contextFields.count]), dx + column)
+        } else {
+            t.accumulate(row: t.row(of: data.contextIDs[r * data.contextIDWidth + f]), dx + column)
         }
     }
 

@@ -108,20 +108,29 @@ final class Trainer: @unchecked Sendable {
         log.flops += flops
         log.samples += batch.count
         step += 1
-        // Updates, single-threaded, in a fixed order.
+        // Updates: every tensor's Adam step is independent of the others', so they run in
+        // parallel and the result does not depend on the order.
+        var updates: [Update] = []
         if backbone.trainable {
             var embeddingOptions = o.adam
             embeddingOptions.weightDecay = o.embeddingDecay
             embeddingOptions.learningRate = o.embeddingLearningRate
-            backbone.tables.forEach { $0.update(step: step, options: embeddingOptions) }
-            backbone.layers.forEach { $0.update(step: step, options: o.adam) }
+            updates += backbone.tables.map { .table($0, embeddingOptions) }
+            updates += backbone.layers.map { .layer($0, o.adam) }
         }
         let usedHeads = Set(batch.map { parts[Int($0.part)].head }.filter { $0 >= 0 })
-        for h in usedHeads.sorted() { heads[h].layers.forEach { $0.update(step: step, options: o.adam) } }
+        for h in usedHeads.sorted() { updates += heads[h].layers.map { .layer($0, o.adam) } }
         if let d = discriminator, backbone.trainable {
             var plain = o.adam
             plain.weightDecay = 0
-            d.layers.forEach { $0.update(step: step, options: plain) }
+            updates += d.layers.map { .layer($0, plain) }
+        }
+        let step = self.step, jobs = updates
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
+            switch jobs[i] {
+            case .table(let t, let options): t.update(step: step, options: options)
+            case .layer(let l, let options): l.update(step: step, options: options)
+            }
         }
         return loss
     }
@@ -144,16 +153,18 @@ final class Trainer: @unchecked Sendable {
             workerStep(Array(batch[lo..<hi]), drop: drop.isEmpty ? [] : Array(drop[lo..<hi]), parts: parts, cache: cache, worker: w, lossScale: scale,
                        discriminatorWeight: discriminatorWeight, reversal: reversal)
         }
-        var loss = 0.0, flops = 0.0
-        for w in 0..<sliceCount {
-            let s = scratch[w]
-            loss += s.loss
-            flops += s.flops
-            guard backbone.trainable else { continue }
-            let lo = w * perWorker, hi = min(n, lo + perWorker), width = backbone.inputWidth
-            for (i, item) in batch[lo..<hi].enumerated() {
-                backbone.accumulateEmbeddingGradient(parts[Int(item.part)].data, row: Int(item.row),
-                                                     droppedItemIDs: !drop.isEmpty && drop[lo + i], s.dx0.pointer + i * width)
+        let loss = scratch.prefix(sliceCount).reduce(0) { $0 + $1.loss }
+        let flops = scratch.prefix(sliceCount).reduce(0) { $0 + $1.flops }
+        // Embedding gradients: one table per task, each adding rows in batch order.
+        if backbone.trainable {
+            let width = backbone.inputWidth
+            DispatchQueue.concurrentPerform(iterations: backbone.tables.count) { f in
+                let (column, isItem) = backbone.embeddingColumn(f)
+                for i in 0..<n {
+                    let item = batch[i], dx = scratch[i / perWorker].dx0.pointer + (i % perWorker) * width
+                    backbone.accumulateEmbeddingGradient(field: f, column: column, isItem: isItem, parts[Int(item.part)].data,
+                                                         row: Int(item.row), droppedItemIDs: !drop.isEmpty && drop[i], dx)
+                }
             }
         }
         return (loss, flops)
@@ -358,6 +369,12 @@ final class Trainer: @unchecked Sendable {
             }
         }
     }
+}
+
+/// One tensor's optimizer step.
+private enum Update: Sendable {
+    case table(EmbeddingTable, AdamOptions)
+    case layer(Linear, AdamOptions)
 }
 
 /// One worker's activations and gradients, reused across steps.
