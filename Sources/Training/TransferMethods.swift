@@ -180,6 +180,7 @@ public final class TransferExperiment {
             let sourceAUC = RankingMetrics.auc(scores: model.predict(source.test.addingContextID(UInt32(source.index)), head: 0),
                                                labels: source.test.labels)
             lastModel = (model, 0)
+            logs["\(method.rawValue)@\(fraction)"] = log
             return MethodScores(auc: scores.auc, softAUC: scores.softAUC, logloss: scores.logloss, sourceAUC: sourceAUC,
                                 trainSamples: log.samples, trainSeconds: log.seconds)
         case .multiTask, .adversarial:
