@@ -1,5 +1,5 @@
 import Kernels
-import Training
+import Model
 
 /// GFLOP/s of `GEMM.multiply` (bias + ReLU epilogue included) on the shapes.
 public struct KernelBenchmark {

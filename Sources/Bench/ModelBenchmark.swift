@@ -1,7 +1,6 @@
 import Foundation
 import Kernels
 import Model
-import Training
 
 /// `scenescore bench model`: one request's forward pass (backbone + head) on one core.
 public struct ModelReport: Encodable, Sendable {

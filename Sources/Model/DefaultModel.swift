@@ -31,28 +31,28 @@ public enum DefaultModel {
     }
 
     public static func writeBackbone(_ spec: BackboneSpec, seed: UInt64, to path: String) throws {
-        var rng = DeterministicNormal(seed: seed)
+        var rng = Random(seed: seed)
         var tensors: [SafeTensorsWriter.Tensor] = []
         for f in spec.contextFields + spec.itemFields {
             tensors.append(.init(name: "embedding.\(f.name)", shape: [f.vocab, f.dim],
-                                 values: rng.normals(f.vocab * f.dim, scale: 0.5)))
+                                 values: rng.pairedNormals(f.vocab * f.dim, scale: 0.5)))
         }
         var width = spec.contextWidth + spec.itemWidth
         for (i, out) in spec.hidden.enumerated() {
             tensors.append(.init(name: "mlp.\(i).weight", shape: [out, width],
-                                 values: rng.normals(out * width, scale: (2.0 / Float(width)).squareRoot())))
-            tensors.append(.init(name: "mlp.\(i).bias", shape: [out], values: rng.normals(out, scale: 0.01)))
+                                 values: rng.pairedNormals(out * width, scale: (2.0 / Float(width)).squareRoot())))
+            tensors.append(.init(name: "mlp.\(i).bias", shape: [out], values: rng.pairedNormals(out, scale: 0.01)))
             width = out
         }
         try SafeTensorsWriter.write(tensors, metadata: metadata(kind: "backbone", spec: spec), to: path)
     }
 
     public static func writeHead(_ spec: HeadSpec, seed: UInt64, to path: String) throws {
-        var rng = DeterministicNormal(seed: seed)
+        var rng = Random(seed: seed)
         var tensors: [SafeTensorsWriter.Tensor] = []
         func linear(_ name: String, out: Int, in k: Int, bias: Float = 0) {
             tensors.append(.init(name: "\(name).weight", shape: [out, k],
-                                 values: rng.normals(out * k, scale: (2.0 / Float(k)).squareRoot())))
+                                 values: rng.pairedNormals(out * k, scale: (2.0 / Float(k)).squareRoot())))
             tensors.append(.init(name: "\(name).bias", shape: [out], values: [Float](repeating: bias, count: out)))
         }
         linear("adapter.down", out: spec.bottleneck, in: spec.input)
@@ -65,36 +65,7 @@ public enum DefaultModel {
     }
 
     static func metadata<S: Encodable>(kind: String, spec: S) throws -> [String: String] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return ["scenescore.format": "1", "scenescore.kind": kind,
-                "scenescore.spec": String(decoding: try encoder.encode(spec), as: UTF8.self),
-                "scenescore.training": #"{"source":"DefaultModel (seeded random weights, not trained)"}"#]
-    }
-}
-
-/// Seeded normal deviates (SplitMix64 + Box–Muller): the same numbers on every machine.
-struct DeterministicNormal {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func nextUniform() -> Double {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return (Double(z >> 11) + 0.5) / Double(1 << 53)
-    }
-
-    mutating func normals(_ count: Int, scale: Float) -> [Float] {
-        var out = [Float]()
-        out.reserveCapacity(count)
-        while out.count < count {
-            let r = (-2 * Foundation.log(nextUniform())).squareRoot(), theta = 2 * Double.pi * nextUniform()
-            out.append(Float(r * Foundation.cos(theta)) * scale)
-            if out.count < count { out.append(Float(r * Foundation.sin(theta)) * scale) }
-        }
-        return out
+        try ModelMetadata.make(kind: kind, spec: spec,
+                               training: #"{"source":"DefaultModel (seeded random weights, not trained)"}"#)
     }
 }

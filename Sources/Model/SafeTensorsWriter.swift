@@ -76,3 +76,15 @@ public enum AtomicFile {
         if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 }
+
+/// The `__metadata__` of a scenescore model file (Proto/MODEL-FORMAT.md): format, kind, the
+/// spec as sorted-key JSON, and how the weights were made.
+public enum ModelMetadata {
+    public static func make<S: Encodable>(kind: String, spec: S, training: String) throws -> [String: String] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return ["scenescore.format": "1", "scenescore.kind": kind,
+                "scenescore.spec": String(decoding: try encoder.encode(spec), as: UTF8.self),
+                "scenescore.training": training]
+    }
+}

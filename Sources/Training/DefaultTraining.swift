@@ -1,4 +1,5 @@
 import Foundation
+import Model
 
 /// The model the server ships with: trained by this pipeline on the default generated world
 /// (seed 1, ρ = 0.8). The backbone is the multi-task pretraining across the source scenes; the

@@ -14,25 +14,8 @@ public struct EvaluationConfig: Codable, Sendable {
 
     /// Defaults, overridden by a JSON object; `world` and `experiment` are themselves partial.
     public static func load(json: Data) throws -> EvaluationConfig {
-        guard let object = try JSONSerialization.jsonObject(with: json) as? [String: Any] else {
-            throw ConfigError("the evaluation config must be a JSON object")
-        }
-        let known: Set = ["fractions", "rhos", "seeds", "methods", "world", "experiment"]
-        if let unknown = Set(object.keys).subtracting(known).sorted().first {
-            throw ConfigError("unknown evaluation config key '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
-        }
-        var config = EvaluationConfig()
-        func decode<T: Decodable>(_ key: String, _ type: T.Type) throws -> T? {
-            guard let v = object[key] else { return nil }
-            do { return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: v, options: .fragmentsAllowed)) }
-            catch { throw ConfigError("evaluation config '\(key)': \(error)") }
-        }
-        if let v = try decode("fractions", [Double].self) { config.fractions = v }
-        if let v = try decode("rhos", [Double].self) { config.rhos = v }
-        if let v = try decode("seeds", [UInt64].self) { config.seeds = v }
-        if let v = try decode("methods", [TransferMethod].self) { config.methods = v }
-        if let w = object["world"] { config.world = try WorldConfig.load(json: JSONSerialization.data(withJSONObject: w)) }
-        if let e = object["experiment"] { config.experiment = try ExperimentConfig.load(json: JSONSerialization.data(withJSONObject: e)) }
+        let config = try decodeOverridingDefaults(EvaluationConfig(), json: json, what: "evaluation config")
+        try config.world.validate()
         guard !config.fractions.isEmpty, config.fractions.allSatisfy({ $0 > 0 && $0 <= 1 }) else { throw ConfigError("fractions must be in (0, 1]") }
         guard !config.seeds.isEmpty, !config.rhos.isEmpty, !config.methods.isEmpty else { throw ConfigError("seeds, rhos and methods must not be empty") }
         return config

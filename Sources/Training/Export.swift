@@ -26,9 +26,7 @@ public enum ModelExport {
         encoder.outputFormatting = [.sortedKeys]
         let training = String(decoding: try encoder.encode(summary), as: UTF8.self)
         func metadata<S: Encodable>(_ kind: String, _ spec: S) throws -> [String: String] {
-            ["scenescore.format": "1", "scenescore.kind": kind,
-             "scenescore.spec": String(decoding: try encoder.encode(spec), as: UTF8.self),
-             "scenescore.training": training]
+            try ModelMetadata.make(kind: kind, spec: spec, training: training)
         }
         let backboneHash = try SafeTensorsWriter.write(backbone.tensors(), metadata: try metadata("backbone", backbone.spec),
                                                        to: directory + "/backbone.safetensors")

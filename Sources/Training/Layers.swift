@@ -208,7 +208,7 @@ final class EmbeddingTable: @unchecked Sendable {
     func update(step: Int, options o: AdamOptions) {
         let c1 = 1 - Foundation.pow(o.beta1, Float(step)), c2 = 1 - Foundation.pow(o.beta2, Float(step))
         let x = value.pointer, g = gradient.pointer, mp = m.pointer, vp = v.pointer
-        for r in touched.sorted() {
+        for r in touched {  // rows update independently: any order gives the same result
             let base = Int(r) * dim
             for j in base..<(base + dim) {
                 let gj = g[j] + o.weightDecay * x[j]

@@ -44,7 +44,6 @@ final class BackboneNet: @unchecked Sendable {
     /// like at serving time (its rows are zero), so the network learns to rank from content.
     func gatherInput(_ data: Impressions, row r: Int, dropItemIDs: Bool = false, into dst: UnsafeMutablePointer<Float>) {
         var col = 0
-        let fields = spec.contextFields + spec.itemFields
         func embed(_ f: Int, _ id: UInt32, drop: Bool = false) {
             let t = tables[f]
             if drop { (dst + col).update(repeating: 0, count: t.dim) }
@@ -56,7 +55,6 @@ final class BackboneNet: @unchecked Sendable {
         col += spec.contextDense
         for f in 0..<spec.itemFields.count { embed(spec.contextFields.count + f, data.itemIDs[r * data.itemIDWidth + f], drop: dropItemIDs) }
         for j in 0..<spec.itemDense { dst[col + j] = data.itemDense[r * data.itemDenseWidth + j] }
-        precondition(col + spec.itemDense == inputWidth && fields.count == tables.count)
     }
 
     /// Column of field `f`'s embedding in the layer-0 input, and whether it is an item field.

@@ -1,4 +1,5 @@
 import Foundation
+import Model
 import Kernels
 
 /// Options of one training run.

@@ -1,4 +1,5 @@
 import Foundation
+import Model
 
 /// One scene of a generated world: its training and test impressions and the ceilings.
 public struct SceneData: Sendable {

@@ -39,6 +39,19 @@ public struct Random: RandomNumberGenerator, Sendable {
         (0..<count).map { _ in normal() * scale }
     }
 
+    /// `count` normal deviates as Float, using both values of each Box–Muller pair (the
+    /// seeded random default model's weights).
+    public mutating func pairedNormals(_ count: Int, scale: Float) -> [Float] {
+        var out = [Float]()
+        out.reserveCapacity(count)
+        while out.count < count {
+            let r = (-2 * Foundation.log(uniform())).squareRoot(), theta = 2 * Double.pi * uniform()
+            out.append(Float(r * Foundation.cos(theta)) * scale)
+            if out.count < count { out.append(Float(r * Foundation.sin(theta)) * scale) }
+        }
+        return out
+    }
+
     /// Uniform integer in 0..<n.
     public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 
