@@ -149,13 +149,13 @@ final class Trainer: @unchecked Sendable {
         backbone.layers.forEach { $0.zeroGradients() }
         discriminator?.layers.forEach { $0.zeroGradients() }
         let scale = 1 / Float(n)
+        for s in scratch { s.loss = 0; s.discLoss = 0; s.flops = 0 }  // idle workers must not report a stale loss
         DispatchQueue.concurrentPerform(iterations: sliceCount) { w in
             let lo = w * perWorker, hi = min(n, lo + perWorker)
             workerStep(Array(batch[lo..<hi]), drop: drop.isEmpty ? [] : Array(drop[lo..<hi]), parts: parts, cache: cache, worker: w, lossScale: scale,
                        discriminatorWeight: discriminatorWeight, reversal: reversal)
         }
-        let loss = scratch.prefix(sliceCount).reduce(0) { $0 + $1.loss }
-        let flops = scratch.prefix(sliceCount).reduce(0) { $0 + $1.flops }
+        let loss = scratch.reduce(0) { $0 + $1.loss }, flops = scratch.reduce(0) { $0 + $1.flops }
         // Embedding gradients: one table per task, each adding rows in batch order.
         if backbone.trainable {
             let width = backbone.inputWidth
@@ -178,7 +178,6 @@ final class Trainer: @unchecked Sendable {
     private func workerStep(_ rows: [(part: Int32, row: Int32)], drop: [Bool], parts: [TrainingPart], cache: [FloatBuffer]?, worker w: Int,
                             lossScale: Float, discriminatorWeight: Float, reversal: Float) {
         let s = scratch[w], m = rows.count, H = backbone.outputWidth
-        s.loss = 0; s.discLoss = 0; s.flops = 0
         let h = forwardBackbone(rows.map { (parts[Int($0.part)].data, Int($0.row)) }, drop: drop, cache: cache.map { c in
             rows.map { (c[Int($0.part)], Int($0.row)) } }, scratch: s)
         s.dh.reserve(m * H)

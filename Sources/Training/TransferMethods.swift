@@ -114,6 +114,12 @@ public final class TransferExperiment {
     var sourceHeadIndex: Int { sources.firstIndex { $0.name == config.sourceHead } ?? 0 }
     var workers: Int { max(1, config.threads) }
 
+    /// Method c's source parts, with the scene id as an extra context column: the same for
+    /// every fraction, so built once.
+    private lazy var pooledSources: [TrainingPart] = sources.map {
+        TrainingPart(data: $0.train.addingContextID(UInt32($0.index)), head: 0, domain: 0)
+    }
+
     func newHead(baseRate: Double, rng: inout Random) -> HeadNet {
         HeadNet(input: config.backbone.outputWidth, bottleneck: config.bottleneck, tower: config.tower, outputs: 1,
                 baseRate: baseRate, workers: workers, rng: &rng)
@@ -172,7 +178,7 @@ public final class TransferExperiment {
             let all = sources.map(\.train) + [train]
             let rate = all.reduce(0.0) { $0 + $1.clickRate * Double($1.count) } / Double(all.reduce(0) { $0 + $1.count })
             model = Trainer(backbone: backbone, heads: [newHead(baseRate: rate, rng: &rng)], workers: workers)
-            var parts = sources.map { TrainingPart(data: $0.train.addingContextID(UInt32($0.index)), head: 0, domain: 0) }
+            var parts = pooledSources
             parts.append(TrainingPart(data: train.addingContextID(UInt32(target.index)), head: 0, domain: 0))
             log = model.train(parts, options: config.pooled, seed: seed)
             let scores = evaluate(model, head: 0, on: target.test.addingContextID(UInt32(target.index)))
