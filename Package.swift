@@ -27,6 +27,17 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "scenescore", targets: ["scenescore"]),
+        // Scene plugins (C ABI): the bundled plugins and the loader's test fixtures, each a
+        // shared library (lib<Name>.so); scripts/install-plugins.sh copies the bundled ones into
+        // a plugin directory as <scene>.so.
+        .library(name: "ApparelPlugin", type: .dynamic, targets: ["ApparelPlugin"]),
+        .library(name: "ElectronicsPlugin", type: .dynamic, targets: ["ElectronicsPlugin"]),
+        .library(name: "BeautyPlugin", type: .dynamic, targets: ["BeautyPlugin"]),
+        .library(name: "PluginFixtureBadABI", type: .dynamic, targets: ["PluginFixtureBadABI"]),
+        .library(name: "PluginFixtureNoEntry", type: .dynamic, targets: ["PluginFixtureNoEntry"]),
+        .library(name: "PluginFixtureFailingCreate", type: .dynamic, targets: ["PluginFixtureFailingCreate"]),
+        .library(name: "PluginFixtureWrongCounts", type: .dynamic, targets: ["PluginFixtureWrongCounts"]),
+        // End scene plugins.
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -57,7 +68,7 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
         ], path: "Sources/H2"),
         .target(name: "Scenes", dependencies: [
-            "Model", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            "Model", "ScenePluginABI", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], path: "Sources/Scenes"),
         .target(name: "Server", dependencies: [
             "Model", "Wire", "H2", "Scenes",
@@ -82,6 +93,25 @@ let package = Package(
             ],
             path: "Sources/scenescore",
             swiftSettings: vectorISA),
+
+        // Scene plugins (C ABI): the header-only ABI target, a Swift helper for plugins written in
+        // Swift (linked into each), the bundled plugins, the loader's fixtures and its tests.
+        .target(name: "ScenePluginABI", path: "Sources/ScenePluginABI"),
+        .target(name: "ScenePluginKit", dependencies: ["ScenePluginABI"], path: "Plugins/Kit"),
+        .target(name: "ApparelPlugin", dependencies: ["ScenePluginABI", "ScenePluginKit"], path: "Plugins/apparel"),
+        .target(name: "ElectronicsPlugin", dependencies: ["ScenePluginABI", "ScenePluginKit"], path: "Plugins/electronics"),
+        .target(name: "BeautyPlugin", dependencies: ["ScenePluginABI"], path: "Plugins/beauty",
+                publicHeadersPath: ".", linkerSettings: [.linkedLibrary("m")]),
+        .target(name: "PluginFixtureBadABI", dependencies: ["ScenePluginABI"], path: "Tests/PluginFixtures/bad_abi",
+                publicHeadersPath: "."),
+        .target(name: "PluginFixtureNoEntry", dependencies: ["ScenePluginABI"], path: "Tests/PluginFixtures/no_entry",
+                publicHeadersPath: "."),
+        .target(name: "PluginFixtureFailingCreate", dependencies: ["ScenePluginABI"], path: "Tests/PluginFixtures/failing_create",
+                publicHeadersPath: "."),
+        .target(name: "PluginFixtureWrongCounts", dependencies: ["ScenePluginABI"], path: "Tests/PluginFixtures/wrong_counts",
+                publicHeadersPath: "."),
+        .testTarget(name: "ScenesTests", dependencies: ["Scenes", "Model"], path: "Tests/ScenesTests"),
+        // End scene plugins.
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], path: "Tests/KernelsTests",
                     swiftSettings: vectorISA),

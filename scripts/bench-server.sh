@@ -114,7 +114,7 @@ SS_CMD=(taskset -c "$SERVER_CPU" "$BIN" serve --host 127.0.0.1 --port "$PORT" --
         --tls-key "$CERTS/server.key" --model-dir "$MODEL_DIR" --threads 1 --log-level warning)
 (cd "$WORK/scenescore" && exec "${SS_CMD[@]}" > "$WORK/scenescore.log" 2>&1) &
 SS_PID=$!
-wait_https "https://127.0.0.1:$PORT/healthz" "$SS_PID" "$WORK/scenescore.log"
+wait_https "https://127.0.0.1:$PORT/readyz" "$SS_PID" "$WORK/scenescore.log"  # ready = models loaded (healthz is liveness)
 
 declare -A RESP_BYTES
 mkdir -p "$WORK/htdocs"

@@ -79,6 +79,7 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
         timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
             loopBound.value.checkTimeouts(context: ctx.value)
         }
+        session.attach(to: context.eventLoop) { [weak self] in self?.flushSession(context: ctx.value) }
         // h2c: our SETTINGS (or a client's preface) go out at once; a TLS client starts the handshake.
         if tls == nil || tls?.isClient == true {
             if let tls, tls.isClient { _ = tls.handshake() }

@@ -1,3 +1,5 @@
+import NIOConcurrencyHelpers
+
 /// What the application sees of a request once its headers are complete.
 public struct H2RequestHead: Sendable {
     public var method: String = ""
@@ -6,6 +8,10 @@ public struct H2RequestHead: Sendable {
     public var contentType: String?
     /// The content-length header, when the client sent one.
     public var contentLength: Int?
+    public var authorization: String?
+    public var ifMatch: String?
+    /// `x-…` headers, in order (none on the scoring path's usual requests).
+    public var extensionHeaders: [(name: String, value: String)] = []
     public var streamID: Int32 = 0
 
     public init() {}
@@ -39,6 +45,29 @@ public protocol H2RequestHandler: Sendable {
     /// in the same order. Bodies are valid for the whole call, so an application can batch work
     /// across requests. The default answers each with `respond(to:body:)`.
     func respond(toBatch requests: [H2CompletedRequest]) -> [H2Response]
+    /// True for a request that is answered later, through an `H2Responder`, because its work
+    /// must not run on the event loop (e.g. loading an uploaded model). Default: false.
+    func answersLater(_ head: H2RequestHead) -> Bool
+    /// Starts a deferred request (`answersLater` was true); `body` is the request body's own copy.
+    /// The stream stays open until `responder.complete` is called, from any thread.
+    func respond(to head: H2RequestHead, body: [UInt8], responder: H2Responder)
+}
+
+/// Completes one deferred response. `complete` may be called from any thread, once; the response
+/// is sent on the connection's event loop (dropped if the client reset the stream meanwhile).
+public final class H2Responder: Sendable {
+    private let deliver: @Sendable (H2Response) -> Void
+    private let completed = NIOLockedValueBox(false)
+
+    public init(_ deliver: @escaping @Sendable (H2Response) -> Void) { self.deliver = deliver }
+
+    public func complete(_ response: H2Response) {
+        let first = completed.withLockedValue { done in
+            defer { done = true }
+            return !done
+        }
+        if first { deliver(response) }
+    }
 }
 
 /// A complete request handed to `H2RequestHandler.respond(toBatch:)`.
@@ -56,5 +85,11 @@ public struct H2CompletedRequest {
 extension H2RequestHandler {
     public func respond(toBatch requests: [H2CompletedRequest]) -> [H2Response] {
         requests.map { respond(to: $0.head, body: $0.body) }
+    }
+
+    public func answersLater(_ head: H2RequestHead) -> Bool { false }
+
+    public func respond(to head: H2RequestHead, body: [UInt8], responder: H2Responder) {
+        responder.complete(body.withUnsafeBytes { respond(to: head, body: $0) })
     }
 }

@@ -78,6 +78,9 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
     private(set) var idleSince = NIODeadline.now()
     /// Called when the number of open streams changes (+1 / −1), for the in-flight gauge.
     var onStreamCountChange: ((Int) -> Void)?
+    /// The connection's loop and flush, for deferred responses (`attach`).
+    private var eventLoop: (any EventLoop)?
+    private var flush: (() -> Void)?
 
     init(handler: any H2RequestHandler, limits: H2Limits) throws {
         self.handler = handler
@@ -142,17 +145,47 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
         return count
     }
 
-    func connectionClosed() {}
+    func connectionClosed() { flush = nil }
+
+    func attach(to eventLoop: any EventLoop, flush: @escaping () -> Void) {
+        self.eventLoop = eventLoop
+        self.flush = flush
+    }
 
     func dispatchCompleted() {
         guard !completed.isEmpty else { return }
         // Streams reset by the peer in the same read are gone from `streams`: skip them.
-        let live = completed.filter { streams[$0.head.streamID] === $0 && !$0.responded }
+        var live = completed.filter { streams[$0.head.streamID] === $0 && !$0.responded }
         completed.removeAll(keepingCapacity: true)
         for stream in live { stream.queued = false }
+        if let eventLoop, live.contains(where: { handler.answersLater($0.head) }) {
+            live.removeAll { stream in
+                guard handler.answersLater(stream.head) else { return false }
+                startDeferred(stream, on: eventLoop)
+                return true
+            }
+        }
         guard !live.isEmpty else { return }
         let responses = handler.respond(toBatch: live.map { H2CompletedRequest(head: $0.head, body: $0.body) })
         for (stream, response) in zip(live, responses) { _ = submit(response, on: stream) }
+    }
+
+    /// Hands a request to the application to answer later; its response is submitted on this
+    /// loop when it comes, if the stream is still the same one and still open.
+    private func startDeferred(_ stream: Stream, on eventLoop: any EventLoop) {
+        stream.queued = true  // not pooled while the application may still answer it
+        let id = stream.head.streamID
+        let bound = NIOLoopBound((session: self, stream: stream), eventLoop: eventLoop)
+        let responder = H2Responder { response in
+            eventLoop.execute {
+                let (session, stream) = bound.value
+                stream.queued = false
+                guard session.streams[id] === stream, !stream.responded else { return }
+                _ = session.submit(response, on: stream)
+                session.flush?()
+            }
+        }
+        handler.respond(to: stream.head, body: Array(stream.body), responder: responder)
     }
 
     // MARK: - Callback bodies (called from the C trampolines below)
@@ -179,6 +212,12 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
         } else if first == UInt8(ascii: "c") {
             if equals(name, "content-type") { stream.head.contentType = contentTypeCache.string(value) }
             else if equals(name, "content-length") { stream.head.contentLength = parseDecimal(value) }
+        } else if first == UInt8(ascii: "a") {
+            if equals(name, "authorization") { stream.head.authorization = String(decoding: value, as: UTF8.self) }
+        } else if first == UInt8(ascii: "i") {
+            if equals(name, "if-match") { stream.head.ifMatch = String(decoding: value, as: UTF8.self) }
+        } else if first == UInt8(ascii: "x"), name.count > 2, name[1] == UInt8(ascii: "-") {
+            stream.head.extensionHeaders.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
         return 0
     }

@@ -21,6 +21,13 @@ protocol H2Session: AnyObject {
     func connectionClosed()
     /// Answers the requests that completed during the bytes just received (server side).
     func dispatchCompleted()
+    /// Gives the session its event loop and a way to flush, for responses completed later
+    /// (`H2Responder`). Called once when the connection starts.
+    func attach(to eventLoop: any EventLoop, flush: @escaping () -> Void)
+}
+
+extension H2Session {
+    func attach(to eventLoop: any EventLoop, flush: @escaping () -> Void) {}
 }
 
 /// The part of an nghttp2 session both roles share: it owns the nghttp2_session (deleted in

@@ -66,7 +66,8 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     /// A client context offering ALPN h2 and verifying the server against `caPath` (or not at all).
-    public init(trustedCAPath: String?, verify: Bool = true) throws {
+    /// With `certificatePath`/`keyPath`, presents that client certificate (mutual TLS).
+    public init(trustedCAPath: String?, verify: Bool = true, certificatePath: String? = nil, keyPath: String? = nil) throws {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw TLSError("SSL_CTX_new failed") }
         self.ctx = ctx
@@ -80,6 +81,12 @@ public final class TLSContext: @unchecked Sendable {
                 SSL_CTX_set_default_verify_paths(ctx)
             }
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        }
+        if let certificatePath {
+            guard SSL_CTX_use_certificate_chain_file(ctx, certificatePath) == 1 else { throw TLSError("cannot load client certificate \(certificatePath)") }
+            guard SSL_CTX_use_PrivateKey_file(ctx, keyPath ?? certificatePath, SSL_FILETYPE_PEM) == 1 else {
+                throw TLSError("cannot load client key \(keyPath ?? certificatePath)")
+            }
         }
         let alpn: [UInt8] = [2, 0x68, 0x32]  // "h2"
         guard SSL_CTX_set_alpn_protos(ctx, alpn, UInt32(alpn.count)) == 0 else { throw TLSError("cannot set ALPN") }

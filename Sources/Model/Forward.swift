@@ -19,6 +19,13 @@ public struct ScoringInput {
     }
 }
 
+/// Consecutive requests of a cross-scene batch that one head scores.
+public struct HeadRun {
+    public let head: AdapterHead
+    public let requests: Int
+    public init(head: AdapterHead, requests: Int) { self.head = head; self.requests = requests }
+}
+
 /// A request whose feature counts don't match the backbone's schema.
 public struct SchemaMismatch: Error, CustomStringConvertible, Equatable, Sendable {
     /// e.g. "context has 2 ids", "candidates have 12 dense values"
@@ -90,11 +97,45 @@ public enum Forward {
     public static func score<C: Collection>(batch inputs: C, backbone: Backbone, head: AdapterHead,
                                             workspace ws: ForwardWorkspace,
                                             into out: UnsafeMutableBufferPointer<Float>) where C.Element == ScoringInput {
-        let spec = backbone.spec
-        let n = inputs.reduce(0) { $0 + $1.candidates }
-        let requests = inputs.count
-        precondition(out.count >= n * head.spec.outputs.count, "score: output buffer too small")
+        score(batch: inputs, runs: CollectionOfOne(HeadRun(head: head, requests: inputs.count)), backbone: backbone,
+              workspace: ws, into: out)
+    }
+
+    /// Requests for different heads in one pass (cross-scene batching): the shared backbone runs
+    /// once over every candidate, then each head over its own rows. `runs` splits `inputs`, in
+    /// order, into consecutive runs of requests scored by one head; `out` receives each request's
+    /// candidates × (its head's outputs) rows, in order.
+    public static func score<C: Collection, R: Collection>(batch inputs: C, runs: R, backbone: Backbone,
+                                                           workspace ws: ForwardWorkspace,
+                                                           into out: UnsafeMutableBufferPointer<Float>)
+    where C.Element == ScoringInput, R.Element == HeadRun {
+        var needed = 0, n = 0
+        var remaining = inputs.makeIterator()
+        for run in runs {
+            for _ in 0..<run.requests { let c = remaining.next()!.candidates; n += c; needed += c * run.head.spec.outputs.count }
+        }
+        precondition(remaining.next() == nil, "score: runs do not cover the batch")
+        precondition(out.count >= needed, "score: output buffer too small")
         if n == 0 { return }
+        let (h, width) = backboneRows(inputs, candidates: n, backbone: backbone, workspace: ws)
+        var requests = inputs.makeIterator()
+        var row = 0, outOffset = 0
+        for run in runs {
+            var rows = 0
+            for _ in 0..<run.requests { rows += requests.next()!.candidates }
+            if rows == 0 { continue }
+            applyHead(run.head, to: h + row * width, width: width, rows: rows, workspace: ws, into: out.baseAddress! + outOffset)
+            row += rows
+            outOffset += rows * run.head.spec.outputs.count
+        }
+    }
+
+    /// The backbone over every candidate of `inputs`: h (n × width) in workspace slots 2/3.
+    private static func backboneRows<C: Collection>(_ inputs: C, candidates n: Int, backbone: Backbone,
+                                                    workspace ws: ForwardWorkspace) -> (UnsafeMutablePointer<Float>, Int)
+    where C.Element == ScoringInput {
+        let spec = backbone.spec
+        let requests = inputs.count
         let h0 = spec.hidden[0]
 
         // Layer 0, context part, once per request: c0[r] = W0[:, context] · context[r] + b0.
@@ -152,15 +193,19 @@ public enum Forward {
         }
 
         // Layers 1…: h (n × width).
-        let (h, width) = reluChain(backbone.layers, input: z, width: h0, rows: n, slots: (3, 2), workspace: ws)
-        // Head: a = relu(D h + bD); h' = h + U a + bU, written over h; then the tower.
+        return reluChain(backbone.layers, input: z, width: h0, rows: n, slots: (3, 2), workspace: ws)
+    }
+
+    /// A head over `rows` rows of h (overwritten with the adapter's output), scores into `out`.
+    private static func applyHead(_ head: AdapterHead, to h: UnsafeMutablePointer<Float>, width: Int, rows n: Int,
+                                  workspace ws: ForwardWorkspace, into out: UnsafeMutablePointer<Float>) {
+        // a = relu(D h + bD); h' = h + U a + bU, written over h; then the tower.
         let a = ws.buffer(4, count: n * head.down.n)
         GEMM.multiply(h, rows: n, stride: width, by: head.down, activation: .relu, into: a, stride: head.down.n)
         GEMM.multiply(a, rows: n, stride: head.down.n, by: head.up, addend: h, addendStride: width,
                       activation: .identity, into: h, stride: width)
         let (t, tWidth) = reluChain(head.tower, input: h, width: width, rows: n, slots: (5, 6), workspace: ws)
-        GEMM.multiply(t, rows: n, stride: tWidth, by: head.output, activation: .sigmoid,
-                      into: out.baseAddress!, stride: head.output.n)
+        GEMM.multiply(t, rows: n, stride: tWidth, by: head.output, activation: .sigmoid, into: out, stride: head.output.n)
     }
 
     /// Runs ReLU `layers` over `input` (rows × width), alternating between two workspace slots

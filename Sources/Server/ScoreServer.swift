@@ -13,6 +13,7 @@ public final class ScoreServer: Service {
     private let config: ServerConfig
     private let logger: Logger
     private let renderMetrics: @Sendable () -> [UInt8]
+    private let registryMetrics = RegistryMetrics()
 
     public init(config: ServerConfig, logger: Logger, renderMetrics: @escaping @Sendable () -> [UInt8]) {
         self.config = config
@@ -28,6 +29,9 @@ public final class ScoreServer: Service {
         let server = H2Server(group: group, handler: app, limits: config.limits, logger: logger)
 
         var tls: TLSContext?
+        var adminTLS: TLSContext?
+        var adminServer: H2Server?
+        var metricsTick: RepeatedTask?
         var certPath = config.tlsCert
         if config.port > 0 {
             var cert = config.tlsCert, key = config.tlsKey
@@ -38,17 +42,44 @@ public final class ScoreServer: Service {
             }
             tls = try TLSContext(server: TLSServerConfiguration(certificateChainPath: cert!, privateKeyPath: key!,
                                                                 clientCAPath: config.tlsClientCA))
+            if config.adminEnabled {
+                adminTLS = try TLSContext(server: TLSServerConfiguration(certificateChainPath: cert!, privateKeyPath: key!,
+                                                                         clientCAPath: config.adminClientCA))
+            }
         }
         // Listen first so probes see a live process (/healthz) while models load (/readyz 503).
         var tlsPort = 0
         if let tls { tlsPort = try await server.bind(host: config.host, port: config.port, tls: tls) }
         if config.h2cPort > 0 { try await server.bind(host: config.host, port: config.h2cPort, tls: nil) }
 
-        let snapshot = try registry.load(modelDirectory: config.modelDir)
-        warmUp(snapshot)
+        let backbone = try Backbone(path: config.modelDir + "/backbone.safetensors")
+        let store = try StateDirectoryStore(root: config.stateDir, backboneHash: backbone.contentHash)
+        let failures = try registry.open(store: store, backbone: backbone, pluginDirectory: config.pluginDir,
+                                         keepVersions: config.keepVersions, seedDirectory: config.modelDir)
+        for failure in failures {
+            logger.error("scene.load.failed", metadata: ["scene": "\(failure.scene)", "reason": "\(failure.reason)"])
+        }
+        let snapshot = registry.snapshot!
         app.setReady(true)
-        logger.info("ready", metadata: ["scenes": "\(snapshot.sortedSceneNames.joined(separator: ","))",
-                                        "backbone.sha256": "\(snapshot.backbone.contentHash.prefix(12))"])
+        logger.info("ready", metadata: ["scenes": "\(snapshot.scenes.count)", "state": "\(store.directory)",
+                                        "backbone.sha256": "\(backbone.contentHash.prefix(12))"])
+        if config.adminEnabled, let tls = adminTLS {
+            let admin = AdminApp(registry: registry, auth: AdminAuth(token: try config.resolvedAdminToken()),
+                                 maxUploadBytes: config.adminMaxUploadBytes, metrics: registryMetrics, logger: logger)
+            var limits = config.limits
+            limits.maxBodyBytes = config.adminMaxUploadBytes
+            limits.streamTimeout = .seconds(max(60, limits.streamTimeout.nanoseconds / 1_000_000_000))
+            adminServer = H2Server(group: group, handler: admin, limits: limits, logger: logger)
+            let port = try await adminServer!.bind(host: config.adminHost ?? config.host, port: config.adminPort, tls: tls)
+            logger.info("admin.listening", metadata: ["port": "\(port)", "token": "\(config.adminToken != nil || config.adminTokenFile != nil)",
+                                                      "client_ca": "\(config.adminClientCA ?? "-")"])
+        }
+        // Retired versions are freed by the requests that held them: keep the gauges current.
+        let registryMetrics = self.registryMetrics
+        registryMetrics.update(registry.snapshot)
+        metricsTick = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            registryMetrics.update(registry.snapshot)
+        }
         if tlsPort > 0, let certPath {
             let host = config.host == "0.0.0.0" || config.host == "::" ? "localhost" : (config.host == "127.0.0.1" ? "localhost" : config.host)
             FileHandle.standardOutput.write(Data("""
@@ -62,27 +93,12 @@ public final class ScoreServer: Service {
         try? await gracefulShutdown()
         logger.info("shutdown.begin")
         app.setDraining()
+        metricsTick?.cancel()
+        let adminToDrain = adminServer
+        async let adminDrained: Void = { if let adminToDrain { await adminToDrain.shutdown(drainTimeout: .nanoseconds(Int64(config.drainTimeout * 1e9))) } }()
         await server.shutdown(drainTimeout: .nanoseconds(Int64(config.drainTimeout * 1e9)))
+        await adminDrained
         try await group.shutdownGracefully()
         logger.info("shutdown.done")
-    }
-
-    /// Scores one request per scene so first requests don't pay for page faults and lazy setup.
-    private func warmUp(_ snapshot: SceneSnapshot) {
-        let spec = snapshot.backbone.spec
-        let ws = ForwardWorkspace()
-        let ids = [UInt32](repeating: 1, count: 64 * max(spec.itemFields.count, spec.contextFields.count, 1))
-        let dense = [Float](repeating: 0, count: 64 * max(spec.itemDense, spec.contextDense, 1))
-        for scene in snapshot.scenes.values {
-            var out = [Float](repeating: 0, count: 64 * scene.head.spec.outputs.count)
-            ids.withUnsafeBytes { i in dense.withUnsafeBytes { d in
-                let input = ScoringInput(candidates: 64,
-                                         contextIDs: UnsafeRawBufferPointer(rebasing: i[0..<(4 * spec.contextFields.count)]),
-                                         contextDense: UnsafeRawBufferPointer(rebasing: d[0..<(4 * spec.contextDense)]),
-                                         itemIDs: UnsafeRawBufferPointer(rebasing: i[0..<(4 * 64 * spec.itemFields.count)]),
-                                         itemDense: UnsafeRawBufferPointer(rebasing: d[0..<(4 * 64 * spec.itemDense)]))
-                out.withUnsafeMutableBufferPointer { Forward.score(input, backbone: snapshot.backbone, head: scene.head, workspace: ws, into: $0) }
-            }}
-        }
     }
 }

@@ -18,6 +18,19 @@ public struct ServerConfig: Sendable {
     public var drainTimeout = 10.0
     public var logLevel = "info"
     public var limits = H2Limits()
+    /// The scene registry's state directory (Proto/ADMIN.md).
+    public var stateDir = "var/state"
+    /// Scene plugins are loaded from here only.
+    public var pluginDir = "var/plugins"
+    /// Versions kept per scene for rollback.
+    public var keepVersions = 5
+    /// The admin listener (TLS, h2): on only when a token or a client CA is configured.
+    public var adminHost: String?
+    public var adminPort = 8444
+    public var adminToken: String?
+    public var adminTokenFile: String?
+    public var adminClientCA: String?
+    public var adminMaxUploadBytes = 64 * 1024 * 1024
 
     public init() {}
 
@@ -25,7 +38,9 @@ public struct ServerConfig: Sendable {
     public static let keys = ["host", "port", "h2cPort", "tlsCert", "tlsKey", "tlsClientCA", "modelDir", "threads",
                               "maxCandidates", "drainTimeout", "logLevel", "maxConcurrentStreams",
                               "maxHeaderListBytes", "maxHeaderFields", "maxBodyBytes", "handshakeTimeout",
-                              "idleTimeout", "streamTimeout", "streamResetBurst", "streamResetRate", "maxContinuations"]
+                              "idleTimeout", "streamTimeout", "streamResetBurst", "streamResetRate", "maxContinuations",
+                              "stateDir", "pluginDir", "keepVersions", "adminHost", "adminPort", "adminToken", "adminTokenFile",
+                              "adminClientCA", "adminMaxUploadBytes"]
 
     public struct Invalid: Error, CustomStringConvertible { public let description: String }
 
@@ -65,9 +80,34 @@ public struct ServerConfig: Sendable {
         case "streamResetBurst": limits.streamResetBurst = try int(min: 1)
         case "streamResetRate": limits.streamResetRate = try int(min: 1)
         case "maxContinuations": limits.maxContinuations = try int(min: 1)
+        case "stateDir": stateDir = value
+        case "pluginDir": pluginDir = value
+        case "keepVersions": keepVersions = try int(min: 1)
+        case "adminHost": adminHost = value
+        case "adminPort": adminPort = try int(min: 0)
+        case "adminToken": adminToken = value
+        case "adminTokenFile": adminTokenFile = value
+        case "adminClientCA": adminClientCA = value
+        case "adminMaxUploadBytes": adminMaxUploadBytes = try int(min: 1024)
         default: throw Invalid(description: "\(source): unknown setting '\(key)' (known: \(Self.keys.joined(separator: ", ")))")
         }
     }
+
+    /// The admin token: `adminToken` (config file or SCENESCORE_ADMIN_TOKEN), else the first line
+    /// of `adminTokenFile`. Nil when neither is set.
+    public func resolvedAdminToken() throws -> String? {
+        if let adminToken, !adminToken.isEmpty { return adminToken }
+        guard let adminTokenFile else { return nil }
+        guard let text = try? String(contentsOfFile: adminTokenFile, encoding: .utf8) else {
+            throw Invalid(description: "admin token file \(adminTokenFile): cannot read")
+        }
+        let token = text.split(whereSeparator: \.isNewline).first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
+        guard token.utf8.count >= 16 else { throw Invalid(description: "admin token file \(adminTokenFile): the token must be at least 16 characters") }
+        return token
+    }
+
+    /// The admin listener is on when a token or a client CA is configured and its port is not 0.
+    public var adminEnabled: Bool { adminPort > 0 && (adminToken?.isEmpty == false || adminTokenFile != nil || adminClientCA != nil) }
 
     /// Applies a JSON config file.
     public mutating func apply(configFile path: String) throws {

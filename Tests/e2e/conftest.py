@@ -8,13 +8,21 @@ The shared server loads $SCENESCORE_E2E_MODEL_DIR if set (built there with `scen
 when it holds no model yet), else var/models/default if it exists, else a model built with
 `scenescore model init` into a temporary directory. What the tests expect of the model (scenes,
 head versions, outputs, input schema) is read from that directory's files (`model` fixture).
+
+A server is ready for scoring when GET /readyz answers 200 (/healthz is liveness only: it answers
+while the models are still loading), so `Server.wait_ready` polls /readyz. `launcher.start(admin=True)`
+also turns on the admin API (Proto/ADMIN.md) on its own port with a fresh bearer token
+(`server.admin_url`, `server.admin_token`, `server.admin()`); `plugin_dir` (fixture) is a plugin
+directory populated by scripts/install-plugins.sh from the server binary's build directory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,11 +35,13 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from h2util import REPO, H2Conn, ModelInfo, free_ports, make_certs, use_model  # noqa: E402
+from scenescore_client.admin import AdminClient  # noqa: E402
 
 BINARY = Path(os.environ.get("SCENESCORE_BIN", REPO / ".build" / "release" / "scenescore"))
 STARTUP_TIMEOUT = 60.0
 MODEL_DIR_ENV = "SCENESCORE_E2E_MODEL_DIR"
 DEFAULT_MODEL_DIR = REPO / "var" / "models" / "default"
+INSTALL_PLUGINS = REPO / "scripts" / "install-plugins.sh"
 
 
 def _binary_problem() -> str | None:
@@ -66,13 +76,20 @@ class Server:
 
     def __init__(self, workdir: Path, args: list[str], *, port: int | None, h2c_port: int | None,
                  env: dict[str, str] | None = None, cafile: Path | None = None, drain_timeout: float = 10.0,
-                 name: str = "server", model_dir: Path | None = None):
+                 name: str = "server", model_dir: Path | None = None, admin_port: int | None = None,
+                 admin_token: str | None = None, state_dir: Path | None = None, plugin_dir: Path | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.args = [str(BINARY), "serve", *args]
+        self.serve_args = list(args)
+        self.env = dict(env or {})
         self.model_dir = model_dir  # the model directory it loads (None: unknown, e.g. set by --config)
         self.port = port
         self.h2c_port = h2c_port
+        self.admin_port = admin_port  # None: no admin listener expected
+        self.admin_token = admin_token
+        self.state_dir = state_dir if state_dir is not None else self.workdir / "var" / "state"
+        self.plugin_dir = plugin_dir if plugin_dir is not None else self.workdir / "var" / "plugins"
         self.cafile = cafile
         self.drain_timeout = drain_timeout
         self.name = name
@@ -97,7 +114,9 @@ class Server:
         return f"{self.name} (pid {self.proc.pid}, {' '.join(self.args)})\n--- stderr tail ---\n{self.log()}"
 
     def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
-        """Wait until GET /healthz answers 200 (over h2c when there is an h2c port, else TLS)."""
+        """Wait until GET /readyz answers 200 — models loaded and warmed, so scoring works — over
+        h2c when there is an h2c port, else TLS; then, with an admin port, until it accepts
+        connections. (/healthz is liveness: it answers 200 while models still load.)"""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -107,15 +126,52 @@ class Server:
                 conn = H2Conn.h2c(self.h2c_port, timeout=2) if self.h2c_port else \
                     H2Conn.tls(self.port, self.cafile, timeout=2)
                 with conn:
-                    r = conn.get("/healthz", timeout=2)
+                    r = conn.get("/readyz", timeout=2)
                 if r.status == 200:
-                    return
+                    break
                 last = repr(r)
             except Exception as error:  # noqa: BLE001 - retried until the deadline
                 last = repr(error)
             time.sleep(0.1)
-        pytest.fail(f"{self.name} did not answer GET /healthz with 200 within {timeout}s (last: {last})\n"
+        else:
+            pytest.fail(f"{self.name} did not answer GET /readyz with 200 within {timeout}s (last: {last})\n"
+                        f"{self.describe()}")
+        if self.admin_port is None:
+            return
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.admin_port), timeout=2).close()
+                return
+            except OSError as error:
+                last = repr(error)
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.name} exited with {self.proc.returncode} during startup\n{self.describe()}")
+            time.sleep(0.1)
+        pytest.fail(f"{self.name}: admin port {self.admin_port} not listening within {timeout}s ({last})\n"
                     f"{self.describe()}")
+
+    @property
+    def admin_url(self) -> str:
+        assert self.admin_port is not None, f"{self.name} has no admin port"
+        return f"https://127.0.0.1:{self.admin_port}"
+
+    def admin(self, token: str | None | bool = True, **kw) -> AdminClient:
+        """An admin client (HTTP/2 + TLS, verifying with the test CA). token: True = the server's
+        token, None = send none, or a token string."""
+        return AdminClient(self.admin_url, self.admin_token if token is True else token,
+                           verify=str(self.cafile), **kw)
+
+    def kill9(self) -> int:
+        """SIGKILL and reap: what a crash looks like (no drain, no cleanup)."""
+        if self.alive():
+            self.proc.kill()
+        self.returncode = self.proc.wait(timeout=10)
+        for f in (self._stderr, self._stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        return self.returncode
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -220,8 +276,16 @@ class Launcher:
               port_flags: bool = True, h2c: bool = True, config: dict | None = None,
               ports: tuple[int | None, int | None] | None = None, name: str = "server",
               drain_timeout: float = 10.0, wait: bool = True, cafile: Path | None = None,
-              model_dir: Path | None | bool = None) -> Server:
-        """model_dir: None = the shared model, False = no --model-dir flag (server default)."""
+              model_dir: Path | None | bool = None, admin: bool | str = False, admin_token_env: bool = False,
+              admin_port: int | None = None, state_dir: Path | None = None,
+              plugin_dir: Path | None = None) -> Server:
+        """model_dir: None = the shared model, False = no --model-dir flag (server default).
+
+        admin: True = the admin API on a fresh port with a fresh random token (a string: that
+        token), given with --admin-token-file (or, with admin_token_env, SCENESCORE_ADMIN_TOKEN);
+        False = no admin flags. admin_port alone (admin False) passes --admin-port without a
+        token. state_dir / plugin_dir: --state-dir / --plugin-dir (None: the server's defaults
+        under its working directory)."""
         workdir = self.tmp_factory.mktemp(name)
         port, h2c_port = ports if ports is not None else free_ports(2)
         if not h2c:
@@ -239,6 +303,24 @@ class Launcher:
             args += ["--model-dir", str(served_dir)]
         elif config is None or "modelDir" not in config:
             served_dir = workdir / "var" / "models" / "default"  # the server's default, relative to its cwd
+        token = None
+        env = dict(env or {})
+        if admin:
+            admin_port = admin_port or free_ports(1)[0]
+            token = admin if isinstance(admin, str) else secrets.token_urlsafe(24)
+            if admin_token_env:
+                env["SCENESCORE_ADMIN_TOKEN"] = token
+            else:
+                token_file = workdir / "admin-token"
+                token_file.write_text(token)
+                token_file.chmod(0o600)
+                args += ["--admin-token-file", str(token_file)]
+        if admin_port is not None:
+            args += ["--admin-port", str(admin_port)]
+        if state_dir is not None:
+            args += ["--state-dir", str(state_dir)]
+        if plugin_dir is not None:
+            args += ["--plugin-dir", str(plugin_dir)]
         args += list(extra)
         if config is not None:
             path = workdir / "config.json"
@@ -248,10 +330,26 @@ class Launcher:
             served_dir = None  # set by the environment (which a --model-dir flag would override)
         server = Server(workdir, args, port=port, h2c_port=h2c_port, env=env,
                         cafile=cafile or self.certs.ca, drain_timeout=drain_timeout, name=name,
-                        model_dir=served_dir)
+                        model_dir=served_dir, admin_port=admin_port if admin else None, admin_token=token,
+                        state_dir=state_dir, plugin_dir=plugin_dir)
         self.servers.append(server)
         if wait:
             server.wait_ready()
+        return server
+
+    def restart(self, old: Server, *, wait: bool = True, timeout: float = STARTUP_TIMEOUT) -> Server:
+        """The same command line, working directory (so state directory), ports and token, after
+        `old` has exited (stop() or kill9()); a new log file name."""
+        assert not old.alive(), f"{old.name} is still running"
+        base = old.name.split("~")[0]
+        n = sum(1 for s in self.servers if s.name.split("~")[0] == base)
+        server = Server(old.workdir, old.serve_args, port=old.port, h2c_port=old.h2c_port, env=old.env,
+                        cafile=old.cafile, drain_timeout=old.drain_timeout, name=f"{base}~{n}",
+                        model_dir=old.model_dir, admin_port=old.admin_port, admin_token=old.admin_token,
+                        state_dir=old.state_dir, plugin_dir=old.plugin_dir)
+        self.servers.append(server)
+        if wait:
+            server.wait_ready(timeout)
         return server
 
     def stop_all(self) -> list[str]:
@@ -290,6 +388,27 @@ def launcher(tmp_path_factory, certs, model_dir):
     yield lc
     problems = lc.stop_all()
     assert not problems, "\n".join(problems)
+
+
+def install_plugins(dest: Path) -> Path:
+    """scripts/install-plugins.sh BUILD_BIN_DIR DEST: the bundled scene plugins (<name>.so) built
+    next to the server binary, installed into `dest`."""
+    if not INSTALL_PLUGINS.is_file():
+        pytest.skip(f"{INSTALL_PLUGINS.relative_to(REPO)} does not exist yet: no plugins to install")
+    dest.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["bash", str(INSTALL_PLUGINS), str(BINARY.parent), str(dest)], capture_output=True,
+                            text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, \
+        f"install-plugins.sh {BINARY.parent} {dest} exited {result.returncode}: {result.stdout}{result.stderr}"
+    plugins = sorted(p.name for p in dest.glob("*.so"))
+    assert plugins, f"install-plugins.sh installed no <name>.so into {dest}: {result.stdout}{result.stderr}"
+    return dest
+
+
+@pytest.fixture(scope="session")
+def plugin_dir(tmp_path_factory) -> Path:
+    """A plugin directory with the bundled plugins (apparel, electronics, beauty), shared read-only."""
+    return install_plugins(tmp_path_factory.mktemp("plugins"))
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Reference Python client for the SceneScore wire format v1 (Proto/WIRE.md)."""
+"""Reference Python client for the SceneScore wire format v1 (Proto/WIRE.md) and the scene
+admin API (Proto/ADMIN.md)."""
 
 from .client import (
     HEALTH_PATH,
@@ -9,6 +10,15 @@ from .client import (
     ProtocolError,
     SceneInfo,
     ScoreClient,
+)
+from .scenes import (
+    Canary,
+    SceneDescription,
+    canary_chosen,
+    encode_for_scene,
+    expected_version,
+    mix64,
+    random_inputs,
 )
 from .wire import (
     CONTENT_TYPE,
@@ -29,6 +39,13 @@ from .wire import (
 )
 
 __all__ = [
+    "Canary",
+    "SceneDescription",
+    "canary_chosen",
+    "encode_for_scene",
+    "expected_version",
+    "mix64",
+    "random_inputs",
     "CONTENT_TYPE",
     "DEFAULT_MAX_CANDIDATES",
     "HEAD_VERSION_HEADER",

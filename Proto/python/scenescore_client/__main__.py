@@ -5,16 +5,20 @@ Example::
     python -m scenescore_client score --url https://localhost:8443 \\
         --cacert certs/dev-ca.pem --scene apparel --candidates 16
 
-``score`` sends a random request shaped like the scene's schema (taken from
-``GET /v1/scenes`` unless all four ``--context-ids/--context-dense/--item-ids/
---item-dense`` counts are given) and prints the scores as a table. ``dump FILE``
-prints an annotated hex dump of a request or response body.
+``score`` sends a random request shaped like the scene's described schema: the raw
+counts ``GET /v1/scenes`` reports for it (a plugin scene's raw fields, else the
+backbone's canonical ones); each of ``--context-ids/--context-dense/--item-ids/
+--item-dense`` overrides one count (all four: no ``GET /v1/scenes``). It prints which
+head version answered (and whether the scene's canary rule chose the canary) and the
+scores as a table. ``dump FILE`` prints an annotated hex dump of a request or response body.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
+from dataclasses import replace
 import time
 from typing import Sequence
 
@@ -23,23 +27,8 @@ import numpy as np
 
 from .client import ClientError, ProblemError, ScoreClient
 from .dump import annotate
+from .scenes import SECTIONS, SceneDescription, expected_version, random_inputs
 from .wire import ScoreResponse, WireError
-
-
-def _random_request(
-    rng: np.random.Generator,
-    n_candidates: int,
-    context_ids: int,
-    context_dense: int,
-    item_ids: int,
-    item_dense: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    return (
-        rng.integers(0, 2**32, size=context_ids, dtype=np.uint32),
-        rng.standard_normal(context_dense).astype(np.float32),
-        rng.integers(0, 2**32, size=(n_candidates, item_ids), dtype=np.uint32),
-        rng.standard_normal((n_candidates, item_dense)).astype(np.float32),
-    )
 
 
 def format_scores(response: ScoreResponse) -> str:
@@ -60,10 +49,10 @@ def _client(args: argparse.Namespace) -> ScoreClient:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    overrides = (args.context_ids, args.context_dense, args.item_ids, args.item_dense)
+    overrides = dict(zip(SECTIONS, (args.context_ids, args.context_dense, args.item_ids, args.item_dense)))
     with _client(args) as client:
-        if all(count is not None for count in overrides):
-            schema = overrides
+        if all(count is not None for count in overrides.values()):
+            info = SceneDescription(scene=args.scene, head_version="", outputs=[], **overrides)
         else:
             scenes = {info.scene: info for info in client.scenes()}
             if args.scene not in scenes:
@@ -71,19 +60,27 @@ def _cmd_score(args: argparse.Namespace) -> int:
                 print(f"error: the server has no scene {args.scene!r} (it has: {known})", file=sys.stderr)
                 return 1
             info = scenes[args.scene]
-            defaults = (info.context_ids, info.context_dense, info.item_ids, info.item_dense)
-            schema = tuple(d if o is None else o for o, d in zip(overrides, defaults))
-        rng = np.random.default_rng(args.seed)
-        arrays = _random_request(rng, args.candidates, *schema)
+            given = {key: count for key, count in overrides.items() if count is not None}
+            if given:  # the counts change, so the described names no longer apply
+                info = replace(info, schema={}, **given)
+        request_id = secrets.randbits(64) if args.request_id is None else args.request_id
+        arrays = random_inputs(info, args.candidates, np.random.default_rng(args.seed))
         send = client.score_json if args.json else client.score
         started = time.perf_counter()
-        response = send(args.scene, *arrays, request_id=args.request_id)
+        response = send(args.scene, *arrays, request_id=request_id)
         elapsed_ms = (time.perf_counter() - started) * 1000
     print(
         f"scene {response.scene}  head {response.head_version}  "
         f"request_id {response.request_id}  {response.n_candidates} candidates  "
         f"{'json' if args.json else 'binary'}  {elapsed_ms:.1f} ms"
     )
+    if info.head_version:
+        expected = expected_version(info, request_id)
+        route = "canary" if info.canary is not None and expected == info.canary.version else "stable"
+        plugin = f"plugin {info.plugin}" if info.plugin else "canonical schema"
+        print(f"{plugin}; the canary rule picks {route} {expected!r}"
+              + ("" if expected == response.head_version else f" (the server answered with {response.head_version!r}:"
+                 " the scene changed meanwhile?)"))
     print(format_scores(response))
     return 0
 
@@ -91,11 +88,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _cmd_scenes(args: argparse.Namespace) -> int:
     with _client(args) as client:
         scenes = client.scenes()
-    print(f"{'scene':<20} {'head':<20} {'ctx ids':>7} {'ctx dense':>9} {'item ids':>8} {'item dense':>10}  outputs")
+    print(f"{'scene':<20} {'head':<20} {'plugin':<12} {'ctx ids':>7} {'ctx dense':>9} {'item ids':>8} "
+          f"{'item dense':>10}  {'canary':<24} outputs")
     for info in scenes:
+        canary = f"{info.canary.version} ({info.canary.share:g})" if info.canary else "-"
         print(
-            f"{info.scene:<20} {info.head_version:<20} {info.context_ids:>7} {info.context_dense:>9} "
-            f"{info.item_ids:>8} {info.item_dense:>10}  {', '.join(info.outputs)}"
+            f"{info.scene:<20} {info.head_version:<20} {info.plugin or '-':<12} {info.context_ids:>7} "
+            f"{info.context_dense:>9} {info.item_ids:>8} {info.item_dense:>10}  {canary:<24} {', '.join(info.outputs)}"
         )
     return 0
 

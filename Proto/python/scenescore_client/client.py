@@ -6,12 +6,12 @@ import json
 import os
 import secrets
 import ssl
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
 
+from .scenes import SceneDescription
 from .wire import (
     CONTENT_TYPE,
     HEAD_VERSION_HEADER,
@@ -63,33 +63,15 @@ class ProtocolError(ClientError):
     """The server's answer broke the protocol (wrong HTTP version, media type, echo, ...)."""
 
 
-@dataclass(frozen=True)
-class SceneInfo:
-    """One entry of ``GET /v1/scenes``: a servable scene and its input schema."""
+# One entry of ``GET /v1/scenes`` (raw counts, schema names, plugin, canary): see scenes.py.
+SceneInfo = SceneDescription
 
-    scene: str
-    head_version: str
-    outputs: list[str]
-    context_ids: int
-    context_dense: int
-    item_ids: int
-    item_dense: int
 
-    @classmethod
-    def from_json(cls, obj: Any) -> "SceneInfo":
-        try:
-            info = cls(
-                scene=str(obj["scene"]),
-                head_version=str(obj["head_version"]),
-                outputs=[str(name) for name in obj["outputs"]],
-                context_ids=int(obj["context_ids"]),
-                context_dense=int(obj["context_dense"]),
-                item_ids=int(obj["item_ids"]),
-                item_dense=int(obj["item_dense"]),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise ProtocolError(f"malformed scene entry {obj!r}: {error}") from None
-        return info
+def _scene_entry(obj: Any) -> SceneDescription:
+    try:
+        return SceneDescription.from_json(obj)
+    except ValueError as error:
+        raise ProtocolError(f"malformed scene entry: {error}") from None
 
 
 def _media_type(response: httpx.Response) -> str:
@@ -207,13 +189,14 @@ class ScoreClient:
         return response.json()
 
     def scenes(self) -> list[SceneInfo]:
-        """``GET /v1/scenes``: every servable scene with its head version and input schema."""
+        """``GET /v1/scenes``: every servable scene with its stable head version, raw input
+        schema (counts and names), plugin and canary."""
         response = self._http.get(SCENES_PATH, headers={"accept": JSON_CONTENT_TYPE})
         self._check_response(response, JSON_CONTENT_TYPE)
         document = response.json()
         if not isinstance(document, dict) or not isinstance(document.get("scenes"), list):
             raise ProtocolError('scenes response must be an object with a "scenes" array')
-        return [SceneInfo.from_json(entry) for entry in document["scenes"]]
+        return [_scene_entry(entry) for entry in document["scenes"]]
 
     # -- checks --------------------------------------------------------------
 

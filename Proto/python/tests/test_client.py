@@ -228,8 +228,9 @@ def test_cli_score_prints_a_table(monkeypatch, capsys):
     assert cli.main(["score", "--scene", "apparel", "--candidates", "3", "--seed", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("scene apparel  head apparel-1")
-    assert out[1].split() == ["candidate", "click", "purchase"]
-    assert [line.split()[0] for line in out[2:]] == ["0", "1", "2"]
+    assert out[1] == "canonical schema; the canary rule picks stable 'apparel-1'"
+    assert out[2].split() == ["candidate", "click", "purchase"]
+    assert [line.split()[0] for line in out[3:]] == ["0", "1", "2"]
 
 
 def test_cli_reports_problems(monkeypatch, capsys):

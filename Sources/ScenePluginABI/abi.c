@@ -1,0 +1,1 @@
+/* Header-only target: the plugin ABI (include/scenescore_plugin.h). */
