@@ -17,6 +17,12 @@ let vectorISA: [SwiftSetting] = [
     .define("SCENESCORE_AVX2", .when(platforms: [.linux])),
 ] + (avx512CPUs.contains(targetCPU) ? [.define("SCENESCORE_AVX512", .when(platforms: [.linux]))] : [])
 
+// Scene plugins (C ABI): swiftc links the Swift runtime's image registration (swiftrt.o) into
+// every library it links, C ones too, and an image registered with the Swift runtime must never
+// be unmapped. -nostartfiles leaves it out, so a C plugin is a plain C library that dlclose()
+// can unload (the loader pins libraries that carry Swift metadata: Sources/Scenes/PluginLoader.swift).
+let plainCPlugin: [LinkerSetting] = [.unsafeFlags(["-nostartfiles"], .when(platforms: [.linux]))]
+
 // Numeric code is optimised in debug builds too: unoptimised SIMD and array code runs a
 // hundred times slower, which would turn the training tests (a few seconds of real training)
 // into an hour.
@@ -101,15 +107,15 @@ let package = Package(
         .target(name: "ApparelPlugin", dependencies: ["ScenePluginABI", "ScenePluginKit"], path: "Plugins/apparel"),
         .target(name: "ElectronicsPlugin", dependencies: ["ScenePluginABI", "ScenePluginKit"], path: "Plugins/electronics"),
         .target(name: "BeautyPlugin", dependencies: ["ScenePluginABI"], path: "Plugins/beauty",
-                publicHeadersPath: ".", linkerSettings: [.linkedLibrary("m")]),
+                publicHeadersPath: ".", linkerSettings: [.linkedLibrary("m")] + plainCPlugin),
         .target(name: "PluginFixtureBadABI", dependencies: ["ScenePluginABI"], path: "Tests/PluginFixtures/bad_abi",
-                publicHeadersPath: "."),
+                publicHeadersPath: ".", linkerSettings: plainCPlugin),
         .target(name: "PluginFixtureNoEntry", dependencies: ["ScenePluginABI"], path: "Tests/PluginFixtures/no_entry",
-                publicHeadersPath: "."),
+                publicHeadersPath: ".", linkerSettings: plainCPlugin),
         .target(name: "PluginFixtureFailingCreate", dependencies: ["ScenePluginABI"], path: "Tests/PluginFixtures/failing_create",
-                publicHeadersPath: "."),
+                publicHeadersPath: ".", linkerSettings: plainCPlugin),
         .target(name: "PluginFixtureWrongCounts", dependencies: ["ScenePluginABI"], path: "Tests/PluginFixtures/wrong_counts",
-                publicHeadersPath: "."),
+                publicHeadersPath: ".", linkerSettings: plainCPlugin),
         .testTarget(name: "ScenesTests", dependencies: ["Scenes", "Model"], path: "Tests/ScenesTests"),
         // End scene plugins.
 

@@ -6,8 +6,9 @@ source scripts/setup.sh
 
 echo "== swift test"
 swift build --build-tests
-# The end-to-end tests start the real release server binary.
+# The end-to-end tests start the real release server binary and load the bundled plugins.
 swift build -c release --product scenescore
+for plugin in ApparelPlugin ElectronicsPlugin BeautyPlugin; do swift build -c release --product "$plugin"; done
 swift test --skip-build 2>&1 | tee .build/swift-test.log
 grep -q "Test run with .* passed" .build/swift-test.log
 

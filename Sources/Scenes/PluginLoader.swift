@@ -1,4 +1,5 @@
 import Model
+import NIOConcurrencyHelpers
 internal import ScenePluginABI
 #if canImport(Glibc)
 internal import Glibc
@@ -26,14 +27,32 @@ typealias PostprocessFunction = @convention(c) (
 /// One dlopen() handle; dlclose() when released. ScenePlugin releases it after destroy().
 final class PluginLibrary {
     let handle: UnsafeMutableRawPointer
-    let descriptor: UnsafePointer<scenescore_plugin>
+    let path: String
+    /// False for a library opened RTLD_NODELETE (see `PluginLoader.registersWithSwiftRuntime`).
+    let unloadable: Bool
 
-    init(handle: UnsafeMutableRawPointer, descriptor: UnsafePointer<scenescore_plugin>) {
+    init(handle: UnsafeMutableRawPointer, path: String, unloadable: Bool) {
         self.handle = handle
-        self.descriptor = descriptor
+        self.path = path
+        self.unloadable = unloadable
     }
 
-    deinit { dlclose(handle) }
+    deinit {
+        PluginLoader.loaded.withLockedValue { files in
+            dlclose(handle)
+            files[path]?.handles -= 1
+            if let file = files[path], file.handles == 0, !file.pinned { files[path] = nil }
+        }
+    }
+}
+
+/// A library file the loader has open: which file it was (device and inode when it was opened),
+/// how many handles are open, and whether it can never be unmapped.
+struct LoadedFile {
+    var device: UInt64
+    var inode: UInt64
+    var handles: Int
+    var pinned: Bool
 }
 
 /// What a plugin declares, read once and checked (the hot path never reads the descriptor).
@@ -83,29 +102,96 @@ enum PluginLoader {
         return resolved
     }
 
-    /// dlopen()s `path` and calls its entry symbol.
-    static func open(path: String, name: String) throws(PluginError) -> PluginLibrary {
-        _ = dlerror()
-        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-            let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
-            throw PluginError(.invalid, "plugin '\(name)': cannot load \(name).so: \(reason)")
+    /// The library files open through the loader, by resolved path. dlopen() returns the
+    /// library already loaded from the same path even when the file has been replaced since, so
+    /// the loader refuses a replaced file while its previous build is still mapped instead of
+    /// silently serving the old code.
+    static let loaded = NIOLockedValueBox<[String: LoadedFile]>([:])
+
+    /// dlopen()s `path` (RTLD_NOW | RTLD_LOCAL, plus RTLD_NODELETE for a library that registers
+    /// with the Swift runtime) and calls its entry symbol.
+    static func open(path: String, name: String) throws(PluginError) -> (PluginLibrary, UnsafePointer<scenescore_plugin>) {
+        let pinned = registersWithSwiftRuntime(path: path)
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw PluginError(.notFound, "plugin '\(name)': \(name).so disappeared") }
+        let device = UInt64(info.st_dev), inode = UInt64(info.st_ino)
+        let opened: Result<UnsafeMutableRawPointer, PluginError> = loaded.withLockedValue { files in
+            if let file = files[path], file.device != device || file.inode != inode {
+                return .failure(PluginError(.invalid, "plugin '\(name)': \(name).so was replaced while its previous build is still "
+                                            + "loaded\(file.pinned ? " (a Swift library stays loaded for the life of the process)" : ""); "
+                                            + "install the new build under a new name"))
+            }
+            _ = dlerror()
+            guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | (pinned ? RTLD_NODELETE : 0)) else {
+                let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
+                return .failure(PluginError(.invalid, "plugin '\(name)': cannot load \(name).so: \(reason)"))
+            }
+            files[path, default: LoadedFile(device: device, inode: inode, handles: 0, pinned: pinned)].handles += 1
+            return .success(handle)
         }
+        let handle: UnsafeMutableRawPointer
+        switch opened {
+        case .success(let h): handle = h
+        case .failure(let error): throw error
+        }
+        // From here on, releasing `library` closes the handle and updates `loaded`.
+        let library = PluginLibrary(handle: handle, path: path, unloadable: !pinned)
         guard let symbol = dlsym(handle, SCENESCORE_PLUGIN_ENTRY_SYMBOL) else {
-            dlclose(handle)
             throw PluginError(.invalid, "plugin '\(name)': \(name).so does not export \(SCENESCORE_PLUGIN_ENTRY_SYMBOL)")
         }
         let entry = unsafeBitCast(symbol, to: scenescore_plugin_entry_fn.self)
         guard let descriptor = entry() else {
-            dlclose(handle)
             throw PluginError(.invalid, "plugin '\(name)': \(SCENESCORE_PLUGIN_ENTRY_SYMBOL)() returned no plugin")
         }
-        return PluginLibrary(handle: handle, descriptor: descriptor)
+        return (library, descriptor)
+    }
+
+    /// Whether the ELF file at `path` carries Swift runtime metadata sections (`swift5_*`).
+    /// Every library swiftc links, unless with -nostartfiles, registers those sections with the
+    /// Swift runtime when it is loaded (swiftrt.o's constructor), and the runtime keeps walking
+    /// them for the life of the process; it has no way to unregister an image. Such a library
+    /// must never be unmapped, so it is opened RTLD_NODELETE: a plugin written in Swift (or a C
+    /// plugin linked by swiftc with the start files) stays mapped after its last instance; a
+    /// plain C or Rust library does not. Anything that is not a readable little-endian ELF64
+    /// file counts as Swift (pinned), the safe side; dlopen() then judges it.
+    static func registersWithSwiftRuntime(path: String) -> Bool {
+        let fd = openForReading(path)
+        guard fd >= 0 else { return true }
+        defer { closeFile(fd) }
+        func read(_ count: Int, at offset: UInt64) -> [UInt8]? {
+            guard count > 0, count <= 64 << 20, offset <= UInt64(Int64.max) else { return nil }
+            var bytes = [UInt8](repeating: 0, count: count)
+            let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+            return got == count ? bytes : nil
+        }
+        func integer(_ bytes: [UInt8], _ offset: Int, _ width: Int) -> UInt64 {
+            (0..<width).reduce(0) { $0 | UInt64(bytes[offset + $1]) << (8 * $1) }
+        }
+        // Elf64_Ehdr: e_ident (class 2 = 64-bit, data 1 = little-endian), e_shoff at 0x28,
+        // e_shentsize, e_shnum, e_shstrndx at 0x3A, 0x3C, 0x3E. Elf64_Shdr: sh_name at 0,
+        // sh_offset at 0x18, sh_size at 0x20.
+        guard let header = read(64, at: 0), header[0..<4].elementsEqual([0x7F, 0x45, 0x4C, 0x46]),
+              header[4] == 2, header[5] == 1 else { return true }
+        let sectionsAt = integer(header, 0x28, 8), entrySize = Int(integer(header, 0x3A, 2))
+        let count = Int(integer(header, 0x3C, 2)), namesIndex = Int(integer(header, 0x3E, 2))
+        guard entrySize >= 0x40, count > 0, namesIndex < count,
+              let table = read(count * entrySize, at: sectionsAt),
+              let names = read(Int(clamping: integer(table, namesIndex * entrySize + 0x20, 8)),
+                               at: integer(table, namesIndex * entrySize + 0x18, 8))
+        else { return true }
+        let prefix = Array("swift5_".utf8)
+        for i in 0..<count {
+            let start = Int(integer(table, i * entrySize, 4))
+            guard start < names.count else { return true }
+            if names[start...].starts(with: prefix) { return true }
+        }
+        return false
     }
 
     /// Reads and checks the plugin's declaration: ABI version, functions, scene name, raw
     /// schema (names required), canonical counts equal to the backbone's (names optional).
-    static func declaration(of library: PluginLibrary, name: String, backbone: BackboneSpec) throws(PluginError) -> PluginDeclaration {
-        let d = library.descriptor.pointee
+    static func declaration(of descriptor: UnsafePointer<scenescore_plugin>, name: String, backbone: BackboneSpec) throws(PluginError) -> PluginDeclaration {
+        let d = descriptor.pointee
         func bad(_ reason: String) -> PluginError { PluginError(.invalid, "plugin '\(name)': \(reason)") }
         guard d.abi_version == SCENESCORE_PLUGIN_ABI_VERSION else {
             throw bad("built for plugin ABI version \(d.abi_version), this server speaks version \(SCENESCORE_PLUGIN_ABI_VERSION)")
@@ -266,7 +352,7 @@ struct PluginScratch {
             state.pointee.capacity = grown
         }
         var offset = 0
-        func place(_ s: UnsafeRawBufferPointer) -> UnsafeRawPointer {
+        func place(_ s: UnsafeRawBufferPointer, _ offset: inout Int) -> UnsafeRawPointer {
             guard let base = s.baseAddress, s.count > 0 else { return UnsafeRawPointer(state.pointee.empty) }
             guard mustCopy(s) else { return base }
             let destination = state.pointee.data + offset
@@ -281,10 +367,16 @@ struct PluginScratch {
             #endif
             return UnsafeRawPointer(destination)
         }
-        return (place(raw.contextIDs).assumingMemoryBound(to: UInt32.self), place(raw.contextDense).assumingMemoryBound(to: Float.self),
-                place(raw.itemIDs).assumingMemoryBound(to: UInt32.self), place(raw.itemDense).assumingMemoryBound(to: Float.self))
+        let contextIDs = place(raw.contextIDs, &offset), contextDense = place(raw.contextDense, &offset)
+        let itemIDs = place(raw.itemIDs, &offset), itemDense = place(raw.itemDense, &offset)
+        return (contextIDs.assumingMemoryBound(to: UInt32.self), contextDense.assumingMemoryBound(to: Float.self),
+                itemIDs.assumingMemoryBound(to: UInt32.self), itemDense.assumingMemoryBound(to: Float.self))
     }
 }
+
+// File-scope wrappers: inside PluginLoader, `open` names its own method.
+private func openForReading(_ path: String) -> Int32 { open(path, O_RDONLY | O_CLOEXEC) }
+private func closeFile(_ fd: Int32) { close(fd) }
 
 /// The key of each thread's PluginScratch (created once, never deleted).
 private let scratchKey: pthread_key_t = {

@@ -81,8 +81,8 @@ public final class PluginOutputNames: @unchecked Sendable {
 ///
 /// `load` opens `<directory>/<name>.so` (dlopen, RTLD_NOW | RTLD_LOCAL), checks the plugin's
 /// declaration against the ABI and the backbone, and calls its create(); deinit calls destroy()
-/// then dlclose(), so the library is unmapped when its last instance is gone (libraries written
-/// in Swift stay mapped: the Swift runtime keeps them). `transform` and `postprocess` may be
+/// then dlclose(), so the library is unmapped when its last instance is gone (except a library
+/// that registered with the Swift runtime: see `unloadsWhenReleased`). `transform` and `postprocess` may be
 /// called concurrently from any thread; they allocate nothing once a thread's scratch has grown
 /// to the largest request it has seen.
 ///
@@ -105,6 +105,10 @@ public final class ScenePlugin: @unchecked Sendable {
     public let path: String
 
     public var hasPostprocess: Bool { postprocessFunction != nil }
+    /// Whether the library is unmapped once its last instance is gone. False for a library
+    /// that registered with the Swift runtime (a plugin written in Swift), which must stay
+    /// mapped for the life of the process; a new build of it must be installed under a new name.
+    public var unloadsWhenReleased: Bool { library.unloadable }
 
     /// Instances created and not yet destroyed, across all plugins (for metrics and tests).
     public static var liveInstances: Int { live.withLockedValue { $0 } }
@@ -121,12 +125,13 @@ public final class ScenePlugin: @unchecked Sendable {
 
     /// Loads plugin `name` from `directory` and creates an instance with `configJSON` (a JSON
     /// object; "" means "{}"). Only `<directory>/<name>.so` is ever opened: `name` must be 1…64
-    /// of [a-z0-9_-] and the file, symlinks resolved, must lie inside the directory.
+    /// of [a-z0-9_-] and the file, symlinks resolved, must lie inside the directory. Blocks on
+    /// file I/O, dlopen() and the plugin's create(): call it off the event loops.
     public static func load(name: String, directory: String, configJSON: String,
                             canonical: BackboneSpec) throws(PluginError) -> ScenePlugin {
         let path = try PluginLoader.resolve(name: name, directory: directory)
-        let library = try PluginLoader.open(path: path, name: name)
-        let declaration = try PluginLoader.declaration(of: library, name: name, backbone: canonical)
+        let (library, descriptor) = try PluginLoader.open(path: path, name: name)
+        let declaration = try PluginLoader.declaration(of: descriptor, name: name, backbone: canonical)
         let instance = try PluginLoader.create(declaration, name: name, configJSON: configJSON.isEmpty ? "{}" : configJSON)
         return ScenePlugin(name: name, path: path, library: library, declaration: declaration, instance: instance)
     }

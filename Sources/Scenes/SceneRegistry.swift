@@ -300,6 +300,15 @@ public final class SceneRegistry: Sendable {
                 }
             }
         }
+        if let plugin, plugin.hasPostprocess {
+            // A plugin that cannot post-process this head's outputs would fail every request.
+            var probe = [Float](repeating: 0.5, count: head.spec.outputs.count)
+            do {
+                try probe.withUnsafeMutableBufferPointer { p throws(PluginError) in try plugin.postprocess(p, candidates: 1, outputs: head.spec.outputs) }
+            } catch {
+                throw RegistryError(.invalid, "plugin '\(plugin.name)' cannot post-process this head's outputs \(head.spec.outputs): \(error.message)")
+            }
+        }
         var full = record
         full.version = head.spec.version
         full.parent = head.spec.parent

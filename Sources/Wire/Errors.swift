@@ -34,6 +34,13 @@ public struct WireError: Error, CustomStringConvertible, Equatable, Sendable {
         "schema-mismatch": "Request does not match the scene's schema",
         "internal": "Internal error",
         "not-ready": "Not ready",
+        "unauthorized": "Unauthorized",
+        "forbidden": "Forbidden",
+        "conflict": "Conflict",
+        "invalid-head": "Head or plugin cannot be served",
+        "registry-unavailable": "Registry unavailable",
+        "plugin-rejected": "The scene's plugin rejected the request",
+        "plugin-failed": "The scene's plugin failed",
     ]
 
     /// The `application/problem+json` body:

@@ -39,6 +39,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Rapid-reset token bucket size (1000).") var streamResetBurst: Int?
     @Option(help: "Rapid-reset refill per second (33).") var streamResetRate: Int?
     @Option(help: "CONTINUATION frames per header block (8).") var maxContinuations: Int?
+    @Option(help: "Scene registry state directory (var/state).") var stateDir: String?
+    @Option(help: "Directory scene plugins are loaded from, and only from (var/plugins).") var pluginDir: String?
+    @Option(help: "Head versions kept per scene for rollback (5).") var keepVersions: Int?
+    @Option(help: "Admin listener address (default: --host).") var adminHost: String?
+    @Option(help: "Admin listener port, TLS + h2 (8444); on only with a token or client CA.") var adminPort: Int?
+    @Option(help: "File whose first line is the admin bearer token (or SCENESCORE_ADMIN_TOKEN).") var adminTokenFile: String?
+    @Option(name: .customLong("admin-client-ca"), help: "PEM CA bundle: admin clients must present a certificate it signed.") var adminClientCA: String?
+    @Option(help: "Largest head upload in bytes (67108864).") var adminMaxUploadBytes: Int?
 
     /// The flags that were given, by config key.
     private var flagOverrides: [(String, String)] {
@@ -53,6 +61,9 @@ struct ServeCommand: AsyncParsableCommand {
             ("idleTimeout", idleTimeout.map { String($0) }), ("streamTimeout", streamTimeout.map { String($0) }),
             ("streamResetBurst", streamResetBurst.map(String.init)), ("streamResetRate", streamResetRate.map(String.init)),
             ("maxContinuations", maxContinuations.map(String.init)),
+            ("stateDir", stateDir), ("pluginDir", pluginDir), ("keepVersions", keepVersions.map(String.init)),
+            ("adminHost", adminHost), ("adminPort", adminPort.map(String.init)), ("adminTokenFile", adminTokenFile),
+            ("adminClientCA", adminClientCA), ("adminMaxUploadBytes", adminMaxUploadBytes.map(String.init)),
         ]
         return all.compactMap { key, value in value.map { (key, $0) } }
     }

@@ -254,6 +254,7 @@ import Testing
         #expect(!mapped(path))
         var first: ScenePlugin? = try load("beauty", dir)
         var second: ScenePlugin? = try load("beauty", dir)
+        #expect(first?.unloadsWhenReleased == true)
         #expect(ScenePlugin.liveInstances == before + 2)
         #expect(mapped(path))
         #expect(first?.path == path)
@@ -264,12 +265,41 @@ import Testing
         second = nil
         #expect(ScenePlugin.liveInstances == before)
         #expect(!mapped(path), "dlclose after the last instance should unmap \(path)")
-        // Swift plugins count the same way (their code stays mapped: the Swift runtime keeps it).
+        #expect(second == nil)
+        // A Swift plugin counts the same way, but its library stays mapped: it registered with
+        // the Swift runtime, which would crash walking an unmapped image.
+        let swiftPath = dir.path + "/electronics.so"
         var swift: ScenePlugin? = try load("electronics", dir)
+        #expect(swift?.unloadsWhenReleased == false)
         #expect(ScenePlugin.liveInstances == before + 1)
-        #expect(swift?.hasPostprocess == true)
         swift = nil
         #expect(ScenePlugin.liveInstances == before)
+        #expect(mapped(swiftPath))
+        #expect(swift == nil)
+    }
+
+    @Test func aReplacedLibraryIsRefusedWhileItsOldBuildIsLoaded() throws {
+        let dir = try PluginDirectory()
+        // Replace like install-plugins.sh does: a new file renamed over the old name.
+        func replace(_ name: String, with other: String) throws {
+            try FileManager.default.copyItem(atPath: dir.path + "/\(other).so", toPath: dir.path + "/.new.so")
+            guard rename(dir.path + "/.new.so", dir.path + "/\(name).so") == 0 else {
+                throw PluginTestFailure(description: "rename failed: errno \(errno)")
+            }
+        }
+        var old: ScenePlugin? = try load("beauty", dir)
+        try replace("beauty", with: "failing_create")
+        let refused = refusal("beauty", dir)
+        #expect(refused?.kind == .invalid)
+        #expect(refused?.message.contains("was replaced while its previous build is still loaded") == true, "\(String(describing: refused))")
+        // Once the old build is gone, the new file is what loads (this one's create() fails).
+        #expect(old?.scene == "beauty")
+        old = nil
+        #expect(refusal("beauty", dir)?.message.contains("feature store unreachable") == true)
+        // A Swift library never unloads, so a replaced one is refused for good.
+        _ = try load("electronics", dir)
+        try replace("electronics", with: "apparel")
+        #expect(refusal("electronics", dir)?.message.contains("a Swift library stays loaded") == true)
     }
 
     // MARK: Helpers
@@ -298,8 +328,19 @@ import Testing
         }
     }
 
+    /// Whether `path` is mapped into this process. /proc files report size 0, so they are read
+    /// to the end rather than by their size.
     func mapped(_ path: String) -> Bool {
-        ((try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8)) ?? "").contains(path)
+        guard let file = fopen("/proc/self/maps", "r") else { return false }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let got = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
+            if got == 0 { break }
+            bytes += chunk[0..<got]
+        }
+        return String(decoding: bytes, as: UTF8.self).contains(path)
     }
 }
 
@@ -396,18 +437,20 @@ struct Raw {
     /// byte buffer when `shift` is not 0.
     func transform(with plugin: ScenePlugin, misalignedBy shift: Int = 0) throws -> Canonical {
         let spec = DefaultModel.backboneSpec
-        var out = Canonical(contextIDs: .init(repeating: 0, count: spec.contextFields.count),
-                            contextDense: .init(repeating: -1, count: spec.contextDense),
-                            itemIDs: .init(repeating: 0, count: candidates * spec.itemFields.count),
-                            itemDense: .init(repeating: -1, count: candidates * spec.itemDense))
+        // Four separate arrays: nested mutable accesses to one struct's fields would overlap.
+        var contextIDs = [UInt32](repeating: 0, count: spec.contextFields.count)
+        var contextDense = [Float](repeating: -1, count: spec.contextDense)
+        var itemIDs = [UInt32](repeating: 0, count: candidates * spec.itemFields.count)
+        var itemDense = [Float](repeating: -1, count: candidates * spec.itemDense)
         let run = { (input: ScoringInput) throws in
-            try out.contextIDs.withUnsafeMutableBufferPointer { a in try out.contextDense.withUnsafeMutableBufferPointer { b in
-                try out.itemIDs.withUnsafeMutableBufferPointer { c in try out.itemDense.withUnsafeMutableBufferPointer { d in
+            try contextIDs.withUnsafeMutableBufferPointer { a in try contextDense.withUnsafeMutableBufferPointer { b in
+                try itemIDs.withUnsafeMutableBufferPointer { c in try itemDense.withUnsafeMutableBufferPointer { d in
                     try plugin.transform(input, contextIDs: a.baseAddress!, contextDense: b.baseAddress!,
                                          itemIDs: c.baseAddress!, itemDense: d.baseAddress!)
                 } }
             } }
         }
+        var out: Canonical { Canonical(contextIDs: contextIDs, contextDense: contextDense, itemIDs: itemIDs, itemDense: itemDense) }
         if shift == 0 {
             try withInput(run)
             return out
@@ -421,7 +464,7 @@ struct Raw {
             values.withUnsafeBytes { bytes += $0 }
             ranges.append(start..<bytes.count)
         }
-        append(contextIDs); append(contextDense); append(itemIDs); append(itemDense)
+        append(self.contextIDs); append(self.contextDense); append(self.itemIDs); append(self.itemDense)
         try bytes.withUnsafeBytes { body in
             let section = { (i: Int) in UnsafeRawBufferPointer(rebasing: body[ranges[i]]) }
             try run(ScoringInput(candidates: candidates, contextIDs: section(0), contextDense: section(1),
