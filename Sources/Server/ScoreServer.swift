@@ -24,7 +24,7 @@ public final class ScoreServer: Service {
     public func run() async throws {
         let registry = SceneRegistry()
         let app = ScoringApp(registry: registry, maxCandidates: config.maxCandidates, maxBodyBytes: config.limits.maxBodyBytes,
-                             logger: logger, renderMetrics: renderMetrics)
+                             maxQueueDelayMicroseconds: config.maxQueueDelayMicroseconds, logger: logger, renderMetrics: renderMetrics)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: config.threads)
         let server = H2Server(group: group, handler: app, limits: config.limits, logger: logger)
 

@@ -15,15 +15,23 @@ public final class ScoringApp: H2RequestHandler {
     private let ready = NIOLockedValueBox(false)
     private let draining = NIOLockedValueBox(false)
     private let renderMetrics: @Sendable () -> [UInt8]
+    /// Cross-connection batching; nil when the queue delay is 0 (the default).
+    private let batchQueue: BatchQueue?
 
-    public init(registry: SceneRegistry, maxCandidates: Int, maxBodyBytes: Int, logger: Logger,
-                renderMetrics: @escaping @Sendable () -> [UInt8]) {
+    public init(registry: SceneRegistry, maxCandidates: Int, maxBodyBytes: Int, maxQueueDelayMicroseconds: Int = 0,
+                logger: Logger, renderMetrics: @escaping @Sendable () -> [UInt8]) {
         self.registry = registry
         self.maxBodyBytes = maxBodyBytes
         self.renderMetrics = renderMetrics
         let metrics = ServerMetrics()
         self.metrics = metrics
-        self.scorer = Scorer(registry: registry, limits: WireLimits(maxCandidates: maxCandidates), metrics: metrics, logger: logger)
+        let scorer = Scorer(registry: registry, limits: WireLimits(maxCandidates: maxCandidates), metrics: metrics, logger: logger)
+        self.scorer = scorer
+        let ready = self.ready
+        self.batchQueue = maxQueueDelayMicroseconds > 0
+            ? BatchQueue(delay: .microseconds(Int64(maxQueueDelayMicroseconds)), scorer: scorer, registry: registry,
+                         isReady: { ready.withLockedValue { $0 } && registry.snapshot != nil })
+            : nil
     }
 
     /// Marks the server ready once the models are loaded and warmed. Each scene's request
@@ -125,6 +133,15 @@ public final class ScoringApp: H2RequestHandler {
             scorer.score(batch: batch, bodies: requests.map(\.body), backbone: snapshot!.backbone, into: &responses)
         }
         return responses.map { $0! }
+    }
+
+    public func answersLater(_ head: H2RequestHead) -> Bool {
+        batchQueue != nil && head.method == "POST" && Route(path: head.path) == .score
+    }
+
+    public func respond(to head: H2RequestHead, body: [UInt8], responder: H2Responder) {
+        guard let batchQueue else { return responder.complete(body.withUnsafeBytes { respond(to: head, body: $0) }) }
+        batchQueue.enqueue(head, body: body, responder: responder)
     }
 
     // Probes run every few seconds from every balancer: their bodies are constants.

@@ -15,6 +15,9 @@ public struct ServerConfig: Sendable {
     public var modelDir = "var/models/default"
     public var threads = System.coreCount
     public var maxCandidates = 1024
+    /// Cross-connection batching: how long a scoring request may wait for others on its event
+    /// loop (µs); 0 = off, batch only what arrives in one read.
+    public var maxQueueDelayMicroseconds = 0
     public var drainTimeout = 10.0
     public var logLevel = "info"
     public var limits = H2Limits()
@@ -36,7 +39,7 @@ public struct ServerConfig: Sendable {
 
     /// Every settable key, camelCase as in the config file.
     public static let keys = ["host", "port", "h2cPort", "tlsCert", "tlsKey", "tlsClientCA", "modelDir", "threads",
-                              "maxCandidates", "drainTimeout", "logLevel", "maxConcurrentStreams",
+                              "maxCandidates", "maxQueueDelayMicroseconds", "drainTimeout", "logLevel", "maxConcurrentStreams",
                               "maxHeaderListBytes", "maxHeaderFields", "maxBodyBytes", "handshakeTimeout",
                               "idleTimeout", "streamTimeout", "streamResetBurst", "streamResetRate", "maxContinuations",
                               "stateDir", "pluginDir", "keepVersions", "adminHost", "adminPort", "adminToken", "adminTokenFile",
@@ -68,6 +71,7 @@ public struct ServerConfig: Sendable {
         case "modelDir": modelDir = value
         case "threads": threads = try int(min: 1)
         case "maxCandidates": maxCandidates = try int(min: 1)
+        case "maxQueueDelayMicroseconds": maxQueueDelayMicroseconds = try int(min: 0)
         case "drainTimeout": drainTimeout = Double(try seconds().nanoseconds) / 1e9
         case "logLevel": logLevel = value
         case "maxConcurrentStreams": limits.maxConcurrentStreams = try int(min: 1)

@@ -27,6 +27,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Model directory (default var/models/default, built on first run).") var modelDir: String?
     @Option(help: "Event loop threads (default: one per core).") var threads: Int?
     @Option(help: "Maximum candidates per request (1024).") var maxCandidates: Int?
+    @Option(name: .customLong("max-queue-delay-us"), help: "Cross-connection batching: µs a scoring request may wait for others on its event loop (0 = off).") var maxQueueDelayMicroseconds: Int?
     @Option(help: "Seconds to let in-flight streams finish on shutdown (10).") var drainTimeout: Double?
     @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel: String?
     @Option(help: "SETTINGS_MAX_CONCURRENT_STREAMS (100).") var maxConcurrentStreams: Int?
@@ -54,6 +55,7 @@ struct ServeCommand: AsyncParsableCommand {
             ("host", host), ("port", port.map(String.init)), ("h2cPort", h2cPort.map(String.init)),
             ("tlsCert", tlsCert), ("tlsKey", tlsKey), ("tlsClientCA", tlsClientCA), ("modelDir", modelDir),
             ("threads", threads.map(String.init)), ("maxCandidates", maxCandidates.map(String.init)),
+            ("maxQueueDelayMicroseconds", maxQueueDelayMicroseconds.map(String.init)),
             ("drainTimeout", drainTimeout.map { String($0) }), ("logLevel", logLevel),
             ("maxConcurrentStreams", maxConcurrentStreams.map(String.init)),
             ("maxHeaderListBytes", maxHeaderListBytes.map(String.init)), ("maxHeaderFields", maxHeaderFields.map(String.init)),

@@ -22,6 +22,9 @@ import Testing
     @Test func environmentNames() {
         #expect(ServerConfig.environmentName("h2cPort") == "SCENESCORE_H2C_PORT")
         #expect(ServerConfig.environmentName("tlsClientCA") == "SCENESCORE_TLS_CLIENT_CA")
+        #expect(ServerConfig.environmentName("adminClientCA") == "SCENESCORE_ADMIN_CLIENT_CA")
+        #expect(ServerConfig.environmentName("adminTokenFile") == "SCENESCORE_ADMIN_TOKEN_FILE")
+        #expect(ServerConfig.environmentName("maxQueueDelayMicroseconds") == "SCENESCORE_MAX_QUEUE_DELAY_MICROSECONDS")
         #expect(ServerConfig.environmentName("maxHeaderListBytes") == "SCENESCORE_MAX_HEADER_LIST_BYTES")
     }
 

@@ -12,7 +12,9 @@
  *
  * Lifecycle: the server calls create() once per registered head version (off the event loops),
  * transform()/postprocess() for every request of that version, and destroy() once the last
- * request using that version has finished. The library is closed when its last instance is gone.
+ * request using that version has finished. The library is closed when its last instance is gone,
+ * except a library that registers with the Swift runtime (any plugin written in Swift): it stays
+ * mapped for the life of the process, so a new build must be installed under a new name.
  *
  * Threading: transform() and postprocess() are called CONCURRENTLY, from every event-loop thread,
  * on the same instance. They must not modify the instance or any global state, and must not
