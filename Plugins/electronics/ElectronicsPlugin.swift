@@ -12,7 +12,8 @@
 //                 rating                  (rating is dropped: the backbone has no input for it)
 //
 // postprocess: column 0 becomes the ranking score (1 − purchase_weight)·click +
-// purchase_weight·purchase; the other columns are left as the head computed them.
+// purchase_weight·purchase; the other columns are left as the head computed them. A head with
+// click but no purchase output is left as it is; a head without click is refused.
 //
 // Config (flat JSON object of numbers): scene_index (3, electronics' index in the training
 // world), mean_log_price (5.0), log_sessions_mean (1.5), log_sessions_sigma (1.0, > 0),
@@ -81,9 +82,9 @@ private func postprocess(_ config: ElectronicsConfig, candidates: Int, outputs: 
         if strcmp(name, "click") == 0 { click = k }
         if strcmp(name, "purchase") == 0 { purchase = k }
     }
-    guard click >= 0, purchase >= 0 else {
-        throw PluginFailure("the head's outputs lack \(click < 0 ? "'click'" : "'purchase'"), which the ranking blend needs")
-    }
+    guard click >= 0 else { throw PluginFailure("the head's outputs lack 'click', which the ranking blend needs") }
+    // A click-only head (e.g. the default model's) has nothing to blend: its scores stand.
+    guard purchase >= 0 else { return }
     let w = config.purchaseWeight
     for c in 0..<candidates {
         let row = scores + c * outputs

@@ -222,12 +222,16 @@ import Testing
         var viaNames = [scores[1], scores[0], scores[3], scores[2], scores[5], scores[4]]
         try viaNames.withUnsafeMutableBufferPointer { try electronics.postprocess($0, candidates: 3, outputs: swapped) }
         for c in 0..<3 { #expect(abs(viaNames[2 * c] - out[2 * c]) < 1e-6) }
+        // A click-only head has nothing to blend; a head without click is refused.
+        var clickOnly = scores
+        try clickOnly.withUnsafeMutableBufferPointer { try electronics.postprocess($0, candidates: 6, outputs: ["click"]) }
+        #expect(clickOnly == scores)
         var missing = scores
         let error = missing.withUnsafeMutableBufferPointer { buffer in
-            #expect(throws: PluginError.self) { try electronics.postprocess(buffer, candidates: 6, outputs: ["click"]) }
+            #expect(throws: PluginError.self) { try electronics.postprocess(buffer, candidates: 3, outputs: ["purchase", "cart"]) }
         }
         #expect(error?.kind == .failed)
-        #expect(error?.message.contains("lack 'purchase'") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("lack 'click'") == true, "\(String(describing: error))")
 
         // Beauty: Platt recalibration of click, p' = sigmoid(a·logit(p) + b).
         let beauty = try load("beauty", dir, config: #"{"click_scale": 2, "click_shift": -0.5}"#)
