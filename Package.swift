@@ -52,6 +52,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C libraries from Debian, and the one-line wrappers for macros Swift cannot import.
@@ -88,10 +89,18 @@ let package = Package(
                 exclude: ["README.md", "results"], swiftSettings: numericISA),
         .target(name: "Bench", dependencies: ["Kernels", "Model", "Training"], path: "Sources/Bench",
                 swiftSettings: vectorISA),
+        // The bundled load generator (`scenescore load`): HTTP/2 client connections pinned to
+        // event loops, closed and open loop, HdrHistogram latencies (Sources/LoadTool).
+        .target(name: "LoadTool", dependencies: [
+            "H2", "Wire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ], path: "Sources/LoadTool"),
         .executableTarget(
             name: "scenescore",
             dependencies: [
-                "Kernels", "Model", "Training", "Bench", "CShims", "Server",
+                "Kernels", "Model", "Training", "Bench", "CShims", "Server", "LoadTool",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -128,6 +137,7 @@ let package = Package(
             "Server", "Model", "Scenes", "Wire", "H2", .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/ServerTests", swiftSettings: vectorISA),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
+        .testTarget(name: "LoadToolTests", dependencies: ["LoadTool", "Wire"], path: "Tests/LoadToolTests"),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Kernels"],
                     path: "Tests/TrainingTests", swiftSettings: numericISA),
         .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests",

@@ -201,7 +201,8 @@ class Bench:
                background: bool = False) -> subprocess.Popen | dict:
         out, log_file = self.work / f"{tag}.out", self.work / f"{tag}.tsv"
         cmd = ["taskset", "-c", self.client_cpu, "h2load", "-c", str(clients), "-m", str(streams), "-t", "1",
-               "-D", str(duration), "--warm-up-time", str(self.args.warm_up), "-d", str(body), "-H", CT,
+               "-D", str(max(1, round(duration))), "--warm-up-time", str(max(0, round(self.args.warm_up))),
+               "-d", str(body), "-H", CT,
                "--log-file", str(log_file), f"https://127.0.0.1:{self.port}/v1/score"]
         self.commands.append(shlex.join(cmd))
         proc = subprocess.Popen(cmd, stdout=open(out, "wb"), stderr=subprocess.STDOUT)
@@ -217,6 +218,10 @@ class Bench:
         result["tag"] = tag
         return result
 
+    def warm(self, body: Path) -> None:
+        """A short unrecorded run: first connections, page faults and allocator growth happen here."""
+        self.h2load("warm-up", body, clients=16, streams=32, duration=2)
+
     def hot(self, tag: str) -> dict:
         return self.h2load(tag, self.hot_body, clients=16, streams=32, duration=self.args.duration)
 
@@ -226,6 +231,7 @@ class Bench:
         with self.admin() as admin:
             admin.register("hot", self.factory.make("hot", "hot-1"))
         self.hot_body = self.body_file("hot", self.args.candidates)
+        self.warm(self.hot_body)
         latency = [dict(self.hot("hot-before"), phase="hot scene, before (4 scenes)")]
         registry = []
         rss_before = rss_bytes(self.proc.pid)
@@ -278,6 +284,7 @@ class Bench:
             for k in range(4):
                 admin.register(f"mix-{k}", self.factory.make(f"mix-{k}", f"mix-{k}-1"))
         bodies = [self.body_file(f"mix-{k}", self.args.candidates) for k in range(4)]
+        self.warm(bodies[0])
         rows = []
         for kind, chosen in [("single", [bodies[0]] * 4), ("mixed", bodies)]:
             procs = [self.h2load(f"{kind}-{k}", body, clients=4, streams=8, duration=self.args.duration,
@@ -336,7 +343,7 @@ def report(args, bench: Bench, registry, latency, mixed) -> dict:
             print(f"\nmixed / single req/s: {mix / single:.2f}")
     print("\nCommands:\n```")
     print(f"cd {bench.work} && {bench.commands[0]}")
-    for c in dict.fromkeys(bench.commands[1:]):
+    for c in dict.fromkeys(c for c in bench.commands[1:] if "warm-up.tsv" not in c):
         print(c)
     print("```")
     return {"registry": registry, "latency": latency, "mixed": mixed, "commands": bench.commands}
@@ -345,8 +352,8 @@ def report(args, bench: Bench, registry, latency, mixed) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenes", default="1000,10000", help="registry sizes to reach, ascending (default 1000,10000)")
-    parser.add_argument("--duration", type=float, default=10, help="seconds per h2load run (default 10)")
-    parser.add_argument("--warm-up", type=float, default=2, help="h2load warm-up seconds (default 2)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per h2load run (default 10)")
+    parser.add_argument("--warm-up", type=int, default=2, help="h2load warm-up seconds (default 2)")
     parser.add_argument("--concurrency", type=int, default=64, help="uploads in flight while registering (64)")
     parser.add_argument("--swap-interval", type=float, default=0.1, help="seconds between swaps (default 0.1)")
     parser.add_argument("--candidates", type=int, default=1, help="candidates per scoring request (default 1)")

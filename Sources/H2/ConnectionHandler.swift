@@ -83,6 +83,7 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
         // h2c: our SETTINGS (or a client's preface) go out at once; a TLS client starts the handshake.
         if tls == nil || tls?.isClient == true {
             if let tls, tls.isClient { _ = tls.handshake() }
+            if tls == nil { session.transportEstablished() }
             flushSession(context: context)
         }
     }
@@ -110,6 +111,7 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
                 case .failed(let error):
                     metrics.handshakeFailures.increment()
                     logger.info("tls.handshake.failed", metadata: ["error": "\(error)"])
+                    session.transportFailed("\(error)")
                     flushSession(context: context)
                     close(context: context)
                     return
@@ -117,11 +119,13 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
                     guard tls.negotiatedProtocol == "h2" else {
                         metrics.handshakeFailures.increment()
                         logger.info("tls.alpn.no_h2", metadata: ["alpn": "\(tls.negotiatedProtocol ?? "none")"])
+                        session.transportFailed("the peer did not agree to HTTP/2 (ALPN: \(tls.negotiatedProtocol ?? "none"))")
                         tls.shutdown()
                         flushSession(context: context)
                         close(context: context)
                         return
                     }
+                    session.transportEstablished()
                 }
             }
             var failure: (any Error)?
@@ -138,6 +142,7 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
                 return
             case .failed(let error):
                 logger.info("tls.read.failed", metadata: ["error": "\(error)"])
+                session.transportFailed("\(error)")
                 close(context: context)
                 return
             }

@@ -24,10 +24,18 @@ protocol H2Session: AnyObject {
     /// Gives the session its event loop and a way to flush, for responses completed later
     /// (`H2Responder`). Called once when the connection starts.
     func attach(to eventLoop: any EventLoop, flush: @escaping () -> Void)
+    /// The transport is up: the TLS handshake finished with ALPN h2 (for h2c: the connection
+    /// started). Lets a client time its handshakes. Default: nothing.
+    func transportEstablished()
+    /// The transport failed before or outside HTTP/2 (TLS handshake, ALPN, a TLS read), with
+    /// the reason; the connection is closing. Lets a client say why. Default: nothing.
+    func transportFailed(_ reason: String)
 }
 
 extension H2Session {
     func attach(to eventLoop: any EventLoop, flush: @escaping () -> Void) {}
+    func transportEstablished() {}
+    func transportFailed(_ reason: String) {}
 }
 
 /// The part of an nghttp2 session both roles share: it owns the nghttp2_session (deleted in

@@ -78,7 +78,8 @@ public final class SceneRegistry: Sendable {
                 failures.append((record.scene, error.message))
             }
         }
-        committed.withLockedValue { c in for r in records where scenes[r.scene] != nil { c[r.scene] = r } }
+        // A scene that failed to load stays listed (ops can push a version that loads), unserved.
+        committed.withLockedValue { c in for r in records { c[r.scene] = r } }
         publish(SceneSnapshot(backbone: backbone, scenes: scenes))
         return failures
     }

@@ -240,8 +240,9 @@ public final class AdminApp: H2RequestHandler {
 
     private func number(_ object: [String: Any], _ key: String) throws(RegistryError) -> Double? {
         guard let value = object[key], !(value is NSNull) else { return nil }
-        guard let n = value as? NSNumber, !(value is Bool) else { throw RegistryError(.invalid, "'\(key)' must be a number") }
-        return n.doubleValue
+        if let d = value as? Double { return d }
+        if let i = value as? Int { return Double(i) }
+        throw RegistryError(.invalid, "'\(key)' must be a number")
     }
 
     private func unknown(_ scene: String) -> H2Response { Responses.problem(.unknownScene(scene)) }

@@ -4,7 +4,7 @@ struct SceneScore: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scenescore",
         abstract: "A model server for e-commerce shopping-guide ranking.",
-        subcommands: [ServeCommand.self, SceneCommand.self, ModelCommand.self, ScoreCommand.self, DatagenCommand.self, TrainCommand.self, EvalCommand.self, BenchCommand.self])
+        subcommands: [ServeCommand.self, SceneCommand.self, ModelCommand.self, ScoreCommand.self, DatagenCommand.self, TrainCommand.self, EvalCommand.self, BenchCommand.self, LoadCommand.self])
 }
 
 @main

@@ -180,6 +180,7 @@ def test_admin_answers_only_on_its_port_over_h2(srv, admin, scoring):
 def test_admin_is_off_without_a_token(launcher):
     port = free_ports(1)[0]
     srv = launcher.start(admin_port=port, name="no-admin")  # --admin-port, but no token and no client CA
+    time.sleep(0.5)  # an admin listener binds just after readiness: give it the chance to (wrongly) appear
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     srv.assert_alive()
@@ -409,6 +410,15 @@ def test_versions_labels_canary_rollback_remove(admin, scoring, ref):
     assert check_all_answer(scoring, ref, desc, range(1000, 1030), "canary 1.0") == {"boots-3": 30}
     doc = step(admin.set_labels(scene, canary_share=0.0))
     assert check_all_answer(scoring, ref, scoring.describe(scene), range(1000, 1030), "canary 0.0") == {"boots-1": 30}
+
+    before = admin.scene(scene)
+    for bad in ('{"canary_share": 1.5}', '{"canary_share": -0.1}', '{"canary_share": true}',
+                '{"canary_share": "0.5"}', '{"stable": 3}', "not json"):
+        r = admin.request("PUT", f"{ADMIN_PREFIX}/scenes/{scene}/labels", content=bad.encode(),
+                          headers={"content-type": "application/json"})
+        assert r.status_code in (400, 422), f"labels {bad}: {r.status_code} {r.text[:200]}"
+        assert_admin_problem(r, r.status_code, what=f"labels {bad}")
+    assert admin.scene(scene) == before, "a refused label change changed the scene"
 
     doc = step(admin.set_labels(scene, canary=None))
     assert doc["canary"] is None
