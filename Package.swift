@@ -78,7 +78,7 @@ let package = Package(
             "Model", "ScenePluginABI", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], path: "Sources/Scenes"),
         .target(name: "Server", dependencies: [
-            "Model", "Wire", "H2", "Scenes",
+            "Model", "Wire", "H2", "Scenes", "CShims",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -6,14 +6,18 @@ source scripts/setup.sh
 
 echo "== swift test"
 swift build --build-tests
-# The end-to-end tests start the real release server binary and load the bundled plugins.
+# The end-to-end tests start the real release server binary and load the bundled plugins (and
+# the broken fixture plugins the loader must refuse).
 swift build -c release --product scenescore
-for plugin in ApparelPlugin ElectronicsPlugin BeautyPlugin; do swift build -c release --product "$plugin"; done
+for plugin in ApparelPlugin ElectronicsPlugin BeautyPlugin PluginFixtureBadABI PluginFixtureNoEntry \
+              PluginFixtureFailingCreate PluginFixtureWrongCounts; do
+  swift build -c release --product "$plugin"
+done
 swift test --skip-build 2>&1 | tee .build/swift-test.log
 grep -q "Test run with .* passed" .build/swift-test.log
 
 echo "== python reference and end-to-end tests (real server process, real clients)"
 # Separate runs: each suite has its own conftest.py and rootdir.
-for suite in Proto/python/tests Tests/interop Tests/training Tests/e2e; do
+for suite in Proto/python/tests Tests/interop Tests/training Tests/e2e Tests/load; do
   python3 -m pytest -q -p no:cacheprovider "$suite"
 done

@@ -1,4 +1,5 @@
 #include "CShims.h"
+#include <malloc.h>
 
 uint32_t scenescore_cpu_features(void) {
     uint32_t f = 0;
@@ -45,4 +46,12 @@ int scenescore_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
 long scenescore_SSL_MODE_release_buffers_and_partial_write(void) {
     return SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
+}
+
+int scenescore_malloc_trim(void) {
+#ifdef __GLIBC__
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
 }

@@ -196,8 +196,12 @@ public final class H2PipelinedConnection {
         session.submit(template, body: body, requestID: requestID)
     }
 
-    /// Writes what was submitted outside a read burst.
-    public func flush() { session.flush?() }
+    /// Writes what was submitted outside a read burst. (Called from a delegate callback during a
+    /// read, it does nothing: the end of the read burst flushes.)
+    public func flush() {
+        guard !session.receiving else { return }
+        session.flush?()
+    }
 
     /// GOAWAY, then close once the server has seen it.
     public func close() {
@@ -244,7 +248,8 @@ final class PipelinedClientSession: NGHTTP2Endpoint, H2Session {
     private let slots: UnsafeMutableBufferPointer<Slot>
     private var freeSlots: [Int]
     private let captureName: [UInt8]?
-    weak var delegate: (any H2PipelinedDelegate)?
+    /// Held strongly until the connection is gone (`connectionClosed` / `failBeforeConnect` let go).
+    var delegate: (any H2PipelinedDelegate)?
     private(set) var inFlight = 0
     private(set) var sawPeerSettings = false
     private(set) var idleSince = NIODeadline.now()
@@ -308,8 +313,14 @@ final class PipelinedClientSession: NGHTTP2Endpoint, H2Session {
         return max(0, min(slots.count, remoteMaxConcurrentStreams) - inFlight)
     }
 
+    /// True while nghttp2 is parsing received bytes (its callbacks run then): frames must not be
+    /// serialised from inside them; the read burst's end flushes anyway.
+    private(set) var receiving = false
+
     override func receive(_ bytes: UnsafeRawBufferPointer) throws {
         bytesReceived += bytes.count
+        receiving = true
+        defer { receiving = false }
         try super.receive(bytes)
     }
 
@@ -406,24 +417,35 @@ final class PipelinedClientSession: NGHTTP2Endpoint, H2Session {
         if inFlight == 0 { idleSince = .now() }
     }
 
+    /// The slot of the last stream looked up: a response's callbacks (headers, data, close)
+    /// come one after another for the same stream.
+    private var lastStreamID: Int32 = 0
+    private var lastIndex = 0
+
     @inline(__always)
     private func slotIndex(streamID: Int32) -> Int? {
+        if streamID == lastStreamID && slots[lastIndex].streamID == streamID { return lastIndex }
         guard let tag = nghttp2_session_get_stream_user_data(session, streamID) else { return nil }
         let index = Int(bitPattern: tag) - 1
         guard index >= 0, index < slots.count, slots[index].streamID == streamID else { return nil }
+        lastStreamID = streamID
+        lastIndex = index
         return index
     }
 
     // MARK: - Callback bodies
 
+    private static let statusName: StaticString = ":status"
+
     fileprivate func header(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         guard let index = slotIndex(streamID: streamID) else { return }
         let slot = slots.baseAddress! + index
-        if name.count == 7 && name[0] == 0x3A && name[1] == 0x73 && name.elementsEqual(":status".utf8) {
+        if name.count == 7 && memcmp(name.baseAddress!, PipelinedClientSession.statusName.utf8Start, 7) == 0 {
             var v = 0
             for b in value where b >= 0x30 && b <= 0x39 { v = v * 10 + Int(b - 0x30) }
             slot.pointee.status = v
-        } else if let captureName, name.count == captureName.count, name.elementsEqual(captureName) {
+        } else if let captureName, name.count == captureName.count,
+                  captureName.withUnsafeBytes({ memcmp(name.baseAddress!, $0.baseAddress!, name.count) }) == 0 {
             slot.pointee.captured.append(contentsOf: value.prefix(256))
             slot.pointee.hasCaptured = true
         }

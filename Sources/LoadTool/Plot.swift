@@ -87,7 +87,7 @@ public enum PercentilePlot {
     static func niceCeiling(_ v: Double) -> Double {
         guard v > 0 else { return 1 }
         let e = pow(10, floor(log10(v)))
-        for m in [1.0, 2, 5, 10] where m * e >= v { return m * e }
+        for m in [1.0, 2, 2.5, 5, 10] where m * e >= v { return m * e }
         return 10 * e
     }
 }

@@ -11,7 +11,7 @@ enum Verdict: Equatable {
 }
 
 /// What a response must match: the request that was sent.
-struct Expectation {
+struct ResponseExpectation {
     var requestID: UInt64
     var candidates: Int
     /// Outputs per candidate; 0 = unknown (not checked).
@@ -24,7 +24,7 @@ enum ResponseCheck {
     static let magic: (UInt8, UInt8, UInt8, UInt8) = (0x53, 0x53, 0x52, 0x31)  // "SSR1"
 
     static func check(level: CheckLevel, status: Int, header: UnsafeRawBufferPointer?, body: UnsafeRawBufferPointer,
-                      expect: Expectation) -> Verdict {
+                      expect: ResponseExpectation) -> Verdict {
         switch level {
         case .none: return .ok(versionRange: 0..<0)
         case .status: return status == 200 ? .ok(versionRange: 0..<0) : .status(status)

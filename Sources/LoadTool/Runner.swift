@@ -213,6 +213,11 @@ public struct LoadRunner: Sendable {
         if s.warmUp > 0 {
             try await startAll(workers, streams: s.streams, connections: s.connections, rate: rate, budget: nil)
             _ = await sleep(seconds: s.warmUp, stop: stop, tick: { elapsed in try? await self.progressTick(workers, elapsed: elapsed, phase: "warm-up") })
+            if s.requests != nil {
+                // -n counts exactly the requests sent after the warm-up: let the warm-up's finish first.
+                _ = try await gather(workers) { $0.stop() }
+                try await drain(workers)
+            }
             _ = try await rotateAll(workers)
         }
         // With -n the budget starts now, after the warm-up.

@@ -405,7 +405,7 @@ final class LoadWorker {
         let f = driver.slots[slot]
         guard f.request >= 0 else { return }
         let verdict = ResponseCheck.check(level: check, status: status, header: captured, body: body,
-                                          expect: Expectation(requestID: f.requestID, candidates: f.candidates, outputs: f.outputs))
+                                          expect: ResponseExpectation(requestID: f.requestID, candidates: f.candidates, outputs: f.outputs))
         if status >= 0 && status < statusCounts.count { statusCounts[status] += 1 }
         window.responseBytes += body.count
         switch verdict {

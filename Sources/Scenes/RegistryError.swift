@@ -11,6 +11,8 @@ public struct RegistryError: Error, CustomStringConvertible, Sendable, Equatable
         case forbidden
         /// The store cannot be written or read (503).
         case unavailable
+        /// The request itself is malformed (400): a body that is not the JSON asked for.
+        case malformed
     }
 
     public let kind: Kind

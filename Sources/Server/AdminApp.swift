@@ -1,3 +1,4 @@
+internal import CShims
 import Dispatch
 import Foundation
 import H2
@@ -22,11 +23,7 @@ public final class AdminApp: H2RequestHandler {
         self.auth = auth
         self.maxUploadBytes = maxUploadBytes
         self.logger = logger
-        metrics.update(registry.snapshot)
     }
-
-    /// Refreshes the registry gauges after admin requests (the server also does it every second).
-    func refreshMetrics() { metrics.update(registry.snapshot) }
 
     private enum Endpoint {
         case scenes
@@ -34,6 +31,13 @@ public final class AdminApp: H2RequestHandler {
         case versions(String)
         case labels(String)
         case rollback(String)
+
+        var scene: String? {
+            switch self {
+            case .scenes: return nil
+            case .scene(let s), .versions(let s), .labels(let s), .rollback(let s): return s
+            }
+        }
 
         var allowed: String {
             switch self {
@@ -107,7 +111,7 @@ public final class AdminApp: H2RequestHandler {
 
     /// Reads.
     public func respond(to head: H2RequestHead, body: UnsafeRawBufferPointer) -> H2Response {
-        refreshMetrics()
+        metrics.updateGauges()
         guard let parsed = Self.parse(head.path) else { return Responses.problem(.notFound(path: head.path)) }
         var response: H2Response
         switch parsed.endpoint {
@@ -137,7 +141,11 @@ public final class AdminApp: H2RequestHandler {
                 response = problem(error)
                 logger.info("admin.refused", metadata: ["method": "\(head.method)", "path": "\(head.path)", "detail": "\(error.message)"])
             }
-            refreshMetrics()
+            if let scene = parsed.endpoint.scene { metrics.update(scene: scene, registry.snapshot?.scenes[scene]) }
+            // An upload's transient copies (body, staged bytes, unpacked tensors) leave holes in
+            // the heap between resident heads; hand their pages back so memory tracks the heads.
+            releaseFreeHeapPages()
+            metrics.updateGauges()
             responder.complete(response)
         }
     }
@@ -173,20 +181,19 @@ public final class AdminApp: H2RequestHandler {
             logger.info("admin.version.pushed", metadata: ["scene": "\(scene)", "version": "\(record.versions.last?.version ?? "")", "label": "\(label.rawValue)"])
             return Responses.json(200, SceneViews.record(record))
         case (.labels(let scene), "PUT"):
-            let object = try jsonObject(body, allowEmpty: false)
-            var stable = try string(object, "stable")
-            if object["promote_canary"] as? Bool == true {
+            let change = try decode(LabelChange.self, body, allowEmpty: false)
+            var stable = change.stable
+            if change.promoteCanary == true {
                 guard let canary = registry.record(scene)?.canary else { throw RegistryError(.notFound, "scene '\(scene)' has no canary to promote") }
                 stable = canary
             }
-            let canary: String?? = object.keys.contains("canary") ? .some(object["canary"] is NSNull ? nil : try string(object, "canary")) : .none
-            let share = try number(object, "canary_share")
-            let record = try registry.setLabels(scene: scene, stable: stable, canary: canary, canaryShare: share, expectedGeneration: expected)
+            let record = try registry.setLabels(scene: scene, stable: stable, canary: change.canary, canaryShare: change.canaryShare,
+                                                expectedGeneration: expected)
             logger.info("admin.labels.set", metadata: ["scene": "\(scene)", "stable": "\(record.stable)", "canary": "\(record.canary ?? "-")"])
             return Responses.json(200, SceneViews.record(record))
         case (.rollback(let scene), "POST"):
-            let object = try jsonObject(body, allowEmpty: true)
-            let record = try registry.rollback(scene: scene, to: try string(object, "version"), expectedGeneration: expected)
+            let target = try decode(RollbackTarget.self, body, allowEmpty: true)
+            let record = try registry.rollback(scene: scene, to: target.version, expectedGeneration: expected)
             logger.info("admin.rollback", metadata: ["scene": "\(scene)", "stable": "\(record.stable)"])
             return Responses.json(200, SceneViews.record(record))
         default:
@@ -224,25 +231,16 @@ public final class AdminApp: H2RequestHandler {
         return config
     }
 
-    private func jsonObject(_ body: [UInt8], allowEmpty: Bool) throws(RegistryError) -> [String: Any] {
-        if body.isEmpty && allowEmpty { return [:] }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
-            throw RegistryError(.invalid, "body must be a JSON object")
+    /// Decodes a JSON body strictly (JSONDecoder: a boolean is no number, unknown keys refused).
+    private func decode<T: Decodable>(_ type: T.Type, _ body: [UInt8], allowEmpty: Bool) throws(RegistryError) -> T {
+        let text = body.isEmpty && allowEmpty ? Data("{}".utf8) : Data(body)
+        do { return try JSONDecoder().decode(T.self, from: text) } catch let error as AdminBodyError {
+            throw RegistryError(.malformed, error.description)
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw RegistryError(.malformed, "body: '\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)")
+        } catch {
+            throw RegistryError(.malformed, "body must be a JSON object (\(error))")
         }
-        return object
-    }
-
-    private func string(_ object: [String: Any], _ key: String) throws(RegistryError) -> String? {
-        guard let value = object[key], !(value is NSNull) else { return nil }
-        guard let s = value as? String else { throw RegistryError(.invalid, "'\(key)' must be a string") }
-        return s
-    }
-
-    private func number(_ object: [String: Any], _ key: String) throws(RegistryError) -> Double? {
-        guard let value = object[key], !(value is NSNull) else { return nil }
-        if let d = value as? Double { return d }
-        if let i = value as? Int { return Double(i) }
-        throw RegistryError(.invalid, "'\(key)' must be a number")
     }
 
     private func unknown(_ scene: String) -> H2Response { Responses.problem(.unknownScene(scene)) }
@@ -252,10 +250,15 @@ public final class AdminApp: H2RequestHandler {
         case .notFound: return Responses.problem(status: 404, slug: "not-found", error.message)
         case .conflict: return Responses.problem(status: 409, slug: "conflict", error.message)
         case .invalid: return Responses.problem(status: 422, slug: "invalid-head", error.message)
+        case .malformed: return Responses.problem(status: 400, slug: "malformed-request", error.message)
         case .forbidden: return Responses.problem(status: 403, slug: "forbidden", error.message)
         case .unavailable: return Responses.problem(status: 503, slug: "registry-unavailable", error.message)
         }
     }
+}
+
+private func releaseFreeHeapPages() {
+    _ = scenescore_malloc_trim()
 }
 
 /// Who may use the admin API: a bearer token (compared in constant time). A client CA, when
@@ -281,5 +284,54 @@ public struct AdminAuth: Sendable {
             difference |= expected[i] ^ (i < given.count ? given[i] : 0)
         }
         return difference == 0
+    }
+}
+
+/// `PUT …/labels`: each key optional; `"canary": null` stops the canary.
+private struct LabelChange: Decodable {
+    var stable: String?
+    var canary: String??
+    var canaryShare: Double?
+    var promoteCanary: Bool?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case stable, canary, canaryShare = "canary_share", promoteCanary = "promote_canary" }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try AdminBodyError.refuseUnknownKeys(decoder, known: CodingKeys.allCases.map(\.stringValue))
+        stable = try c.decodeIfPresent(String.self, forKey: .stable)
+        canary = c.contains(.canary) ? .some(try c.decodeNil(forKey: .canary) ? nil : try c.decode(String.self, forKey: .canary)) : .none
+        canaryShare = try c.decodeIfPresent(Double.self, forKey: .canaryShare)
+        promoteCanary = try c.decodeIfPresent(Bool.self, forKey: .promoteCanary)
+    }
+}
+
+/// `POST …/rollback`: `{"version": "v"}` or empty.
+private struct RollbackTarget: Decodable {
+    var version: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case version }
+
+    init(from decoder: any Decoder) throws {
+        try AdminBodyError.refuseUnknownKeys(decoder, known: CodingKeys.allCases.map(\.stringValue))
+        version = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .version)
+    }
+}
+
+private struct AdminBodyError: Error, CustomStringConvertible {
+    let description: String
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    static func refuseUnknownKeys(_ decoder: any Decoder, known: [String]) throws {
+        let keys = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
+        if let unknown = keys.first(where: { !known.contains($0) }) {
+            throw AdminBodyError(description: "body: unknown key '\(unknown)' (known: \(known.joined(separator: ", ")))")
+        }
     }
 }

@@ -60,9 +60,6 @@ public final class ScoreServer: Service {
             logger.error("scene.load.failed", metadata: ["scene": "\(failure.scene)", "reason": "\(failure.reason)"])
         }
         let snapshot = registry.snapshot!
-        app.setReady(true)
-        logger.info("ready", metadata: ["scenes": "\(snapshot.scenes.count)", "state": "\(store.directory)",
-                                        "backbone.sha256": "\(backbone.contentHash.prefix(12))"])
         if config.adminEnabled, let tls = adminTLS {
             let admin = AdminApp(registry: registry, auth: AdminAuth(token: try config.resolvedAdminToken()),
                                  maxUploadBytes: config.adminMaxUploadBytes, metrics: registryMetrics, logger: logger)
@@ -76,10 +73,14 @@ public final class ScoreServer: Service {
         }
         // Retired versions are freed by the requests that held them: keep the gauges current.
         let registryMetrics = self.registryMetrics
-        registryMetrics.update(registry.snapshot)
+        registryMetrics.updateAll(registry.snapshot)
         metricsTick = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
-            registryMetrics.update(registry.snapshot)
+            registryMetrics.updateGauges()
         }
+        // Ready only once every listener is up, the admin one included.
+        app.setReady(true)
+        logger.info("ready", metadata: ["scenes": "\(snapshot.scenes.count)", "state": "\(store.directory)",
+                                        "backbone.sha256": "\(backbone.contentHash.prefix(12))"])
         if tlsPort > 0, let certPath {
             let host = config.host == "0.0.0.0" || config.host == "::" ? "localhost" : (config.host == "127.0.0.1" ? "localhost" : config.host)
             FileHandle.standardOutput.write(Data("""

@@ -30,4 +30,7 @@ long scenescore_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
 int scenescore_TLS1_2_VERSION(void);
 long scenescore_SSL_MODE_release_buffers_and_partial_write(void);
 
+/// glibc's malloc_trim(0): returns free heap pages to the OS (malloc.h is not a Swift module).
+int scenescore_malloc_trim(void);
+
 #endif
