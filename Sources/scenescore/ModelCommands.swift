@@ -19,7 +19,7 @@ struct ModelDirectoryOption: ParsableArguments {
 
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "model", abstract: "Model files.", subcommands: [ModelInit.self, ModelCheck.self])
+        commandName: "model", abstract: "Model files.", subcommands: [ModelInit.self, ModelCheck.self, ModelDeriveHead.self])
 }
 
 struct ModelInit: ParsableCommand {
@@ -54,6 +54,38 @@ struct ModelCheck: ParsableCommand {
         for (scene, head) in set.heads.sorted(by: { $0.key < $1.key }) {
             print("head \(scene)  version \(head.spec.version)  outputs \(head.spec.outputs)  \(head.byteCount / 1024) KiB")
         }
+    }
+}
+
+/// A head for a new scene from an existing one: same weights, new scene and version, the source
+/// as its parent. How a cold-start category starts serving before it has data of its own (and
+/// what the README's ops example registers).
+struct ModelDeriveHead: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "derive-head", abstract: "Copy a head's weights into a head for another scene (new scene, version and parent).")
+    @Option(help: "Source head (.safetensors).") var from: String
+    @Option(help: "Scene of the new head (1…64 of [a-z0-9_-]).") var scene: String
+    @Option(help: "Version of the new head (default SCENE-1).") var version: String?
+    @Option(help: "Output file.") var out: String
+
+    func run() throws {
+        let file = try SafeTensorsFile(path: from)
+        try file.verifyContentHash()
+        guard file.metadata["scenescore.kind"] == "head", let specJSON = file.metadata["scenescore.spec"] else {
+            throw ValidationError("\(from) is not a scenescore head (metadata scenescore.kind/spec)")
+        }
+        var spec = try JSONDecoder().decode(HeadSpec.self, from: Data(specJSON.utf8))
+        guard HeadSpec.isValidSceneName(scene) else { throw ValidationError("scene '\(scene)' must be 1…64 of [a-z0-9_-]") }
+        spec.parent = spec.version
+        spec.scene = scene
+        spec.version = version ?? "\(scene)-1"
+        let tensors = try file.tensors.values.sorted { $0.name < $1.name }.map { info in
+            SafeTensorsWriter.Tensor(name: info.name, shape: info.shape, values: try file.floats(info.name, shape: info.shape))
+        }
+        var metadata = try ModelMetadata.make(kind: "head", spec: spec, training: file.metadata["scenescore.training"] ?? "")
+        metadata["scenescore.training"] = file.metadata["scenescore.training"]
+        let hash = try SafeTensorsWriter.write(tensors, metadata: metadata.compactMapValues { $0 }, to: out)
+        print("\(out): scene \(spec.scene), version \(spec.version), parent \(spec.parent), sha256 \(hash.prefix(12))")
     }
 }
 
