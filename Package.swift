@@ -93,6 +93,7 @@ let package = Package(
         // event loops, closed and open loop, HdrHistogram latencies (Sources/LoadTool).
         .target(name: "LoadTool", dependencies: [
             "H2", "Wire",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -240,10 +240,15 @@ public struct LoadRunner: Sendable {
         }
         let deadline = s.duration.map { started + UInt64($0 * 1e9) } ?? .max
         var nextTick = started + UInt64(s.progressInterval * 1e9)
+        var warnings: [String] = []
         while !stop.isStopped {
             let now = monotonicNanos()
             if now >= deadline { break }
             if s.requests != nil && doneCount.withLockedValue({ $0 }) == workers.count { break }
+            if try await gather(workers, { $0.openConnections }).reduce(0, +) == 0 {
+                warnings.append(String(format: "every connection was closed by %.2f s: the run ended early", Double(now - started) / 1e9))
+                break
+            }
             if now >= nextTick {
                 try await progressTick(workers, elapsed: Double(now - started) / 1e9, phase: nil)
                 nextTick += UInt64(s.progressInterval * 1e9)
@@ -268,7 +273,12 @@ public struct LoadRunner: Sendable {
         try await drain(workers)
         window.add(try await rotateAll(workers))
         progress.finish()
-        return Measurement(final: Measured(stats: window, seconds: seconds), swapEvents: swapEvents)
+        let lost = try await gather(workers) { $0.lostConnections }.flatMap { $0 }
+        if !lost.isEmpty {
+            let reasons = Dictionary(lost.map { ($0, 1) }, uniquingKeysWith: +).map { "\($0.value)× \($0.key)" }.sorted()
+            warnings.append("\(lost.count) of \(s.connections) connections closed during the run (\(reasons.joined(separator: "; ")))")
+        }
+        return Measurement(final: Measured(stats: window, seconds: seconds), swapEvents: swapEvents, warnings: warnings)
     }
 
     private func drain(_ workers: [WorkerHandle]) async throws {

@@ -1,5 +1,6 @@
 import Foundation
 import H2
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -76,7 +77,8 @@ final class SwapDriver: Sendable {
 
     func connect(group: any EventLoopGroup) async throws -> H2Client {
         do {
-            return try await H2Client.connect(host: host, port: port, tls: tls, group: group)
+            return try await H2Client.connect(host: host, port: port, tls: tls, group: group,
+                                              logger: Logger(label: "scenescore.load.admin", factory: { _ in SwiftLogNoOpLogHandler() }))
         } catch {
             throw LoadError("cannot connect to the admin API at \(spec.adminURL): \(describeAdminError(error))")
         }

@@ -178,6 +178,8 @@ final class LoadWorker {
 
     var inFlight: Int { drivers.reduce(0) { $0 + ($1.connection?.inFlight ?? 0) } }
     var openConnections: Int { drivers.filter { $0.isReady && !$0.isClosed }.count }
+    /// Connections that closed (the server's GOAWAY, a reset, …) and why.
+    var lostConnections: [String] { drivers.filter(\.isClosed).map { $0.closeReason ?? "closed by the server" } }
 
     // MARK: - Connecting
 
