@@ -1,5 +1,8 @@
 #include "CShims.h"
 #include <malloc.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 uint32_t scenescore_cpu_features(void) {
     uint32_t f = 0;
@@ -48,10 +51,21 @@ long scenescore_SSL_MODE_release_buffers_and_partial_write(void) {
            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
 }
 
-int scenescore_malloc_trim(void) {
+int scenescore_malloc_trim_if_above(size_t free_bytes_threshold) {
 #ifdef __GLIBC__
+    struct mallinfo2 info = mallinfo2();
+    if (info.fordblks <= free_bytes_threshold) return 0;
     return malloc_trim(0);
 #else
+    (void)free_bytes_threshold;
     return 0;
+#endif
+}
+
+void scenescore_lower_thread_priority(int value) {
+#ifdef __linux__
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), value);
+#else
+    (void)value;
 #endif
 }

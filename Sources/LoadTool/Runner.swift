@@ -144,7 +144,10 @@ public struct LoadRunner: Sendable {
         for w in workers { _ = try await w.run { $0.setPool(pool) } }
 
         // 3. Load.
-        let measurement = try await measure(workers: workers, swap: swap, group: group, stop: stop)
+        // The admin API must answer before the load starts (one clear line if it does not).
+        var admin: (driver: SwapDriver, client: H2Client)?
+        if let swap { admin = (swap, try await swap.connectAndCheck(group: group)) }
+        let measurement = try await measure(workers: workers, swap: admin, stop: stop)
         let final = measurement.final
         var warnings = measurement.warnings
         let endTimings = try await gather(workers) { $0.timings() }.flatMap { $0 }
@@ -172,7 +175,7 @@ public struct LoadRunner: Sendable {
     /// (i on worker i mod T); rate and request budget are split in proportion.
     private func startAll(_ workers: [WorkerHandle], streams: Int, connections: Int, rate: Double?, budget: Int?) async throws {
         let t = workers.count
-        let active = (0..<t).map { w in stride(from: w, to: connections, by: t).underestimatedCount }
+        let active = (0..<t).map { w in connections > w ? (connections - w + t - 1) / t : 0 }  // i < connections, i mod t == w
         var budgets: [Int?] = Array(repeating: nil, count: t)
         if let budget {
             var left = budget
@@ -204,7 +207,7 @@ public struct LoadRunner: Sendable {
         var warnings: [String] = []
     }
 
-    private func measure(workers: [WorkerHandle], swap: SwapDriver?, group: MultiThreadedEventLoopGroup,
+    private func measure(workers: [WorkerHandle], swap: (driver: SwapDriver, client: H2Client)?,
                          stop: StopSignal) async throws -> Measurement {
         let s = settings
         if let sweep = s.sweep { return try await runSweep(sweep, workers: workers, stop: stop) }
@@ -227,8 +230,8 @@ public struct LoadRunner: Sendable {
         let started = monotonicNanos()
 
         // The swap scenario runs beside the load, for the whole measurement.
-        let swapTask: Task<[SwapEvent], any Error>? = swap.map { driver in
-            Task { try await runSwaps(driver, workers: workers, group: group, started: started, stop: stop) }
+        let swapTask: Task<[SwapEvent], Never>? = swap.map { swap in
+            Task { await runSwaps(swap.driver, client: swap.client, workers: workers, started: started, stop: stop) }
         }
 
         let doneCount = NIOLockedValueBox(0)
@@ -267,7 +270,8 @@ public struct LoadRunner: Sendable {
         var swapEvents: [SwapEvent] = []
         if let swapTask {
             swapTask.cancel()
-            swapEvents = (try? await swapTask.value) ?? []
+            swapEvents = await swapTask.value
+            await swap?.client.close()
         }
         // Drain: what is still in flight completes (or times out); its latencies belong to the run.
         try await drain(workers)
@@ -390,13 +394,11 @@ public struct LoadRunner: Sendable {
 
     // MARK: - Swaps
 
-    private func runSwaps(_ driver: SwapDriver, workers: [WorkerHandle], group: MultiThreadedEventLoopGroup, started: UInt64,
-                          stop: StopSignal) async throws -> [SwapEvent] {
-        let client = try await driver.connect(group: group)
+    private func runSwaps(_ driver: SwapDriver, client: H2Client, workers: [WorkerHandle], started: UInt64,
+                          stop: StopSignal) async -> [SwapEvent] {
         var events: [SwapEvent] = []
         var next = started + UInt64(driver.spec.every * 1e9)
         var turn = 0
-        defer { Task { await client.close() } }
         while !Task.isCancelled && !stop.isStopped {
             let now = monotonicNanos()
             if now < next {

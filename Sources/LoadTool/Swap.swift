@@ -75,20 +75,34 @@ final class SwapDriver: Sendable {
 
     var scene: String { heads[0].scene }
 
-    func connect(group: any EventLoopGroup) async throws -> H2Client {
+    /// Connects to the admin listener and checks the token and the scene (`GET /admin/v1/scenes/{scene}`).
+    func connectAndCheck(group: any EventLoopGroup) async throws -> H2Client {
+        let client: H2Client
+        let response: H2ClientResponse
         do {
-            return try await H2Client.connect(host: host, port: port, tls: tls, group: group,
-                                              logger: Logger(label: "scenescore.load.admin", factory: { _ in SwiftLogNoOpLogHandler() }))
+            client = try await H2Client.connect(host: host, port: port, tls: tls, group: group,
+                                                logger: Logger(label: "scenescore.load.admin", factory: { _ in SwiftLogNoOpLogHandler() }))
+            response = try await client.request(method: "GET", path: "/admin/v1/scenes/\(scene)", headers: authorization)
         } catch {
-            throw LoadError("cannot connect to the admin API at \(spec.adminURL): \(describeAdminError(error))")
+            throw LoadError("cannot reach the admin API at \(spec.adminURL): \(describeAdminError(error))")
         }
+        guard response.status == 200 else {
+            await client.close()
+            let detail = (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["detail"] as? String
+            throw LoadError("the admin API at \(spec.adminURL) answered \(response.status) for scene '\(scene)': "
+                            + (detail ?? String(decoding: response.body.prefix(200), as: UTF8.self)))
+        }
+        return client
+    }
+
+    private var authorization: [(name: String, value: String)] {
+        spec.token.map { [("authorization", "Bearer " + $0)] } ?? []
     }
 
     /// Makes `head` the stable version; returns the event (never throws: a failed swap is reported).
     func swap(to head: SwapHead, client: H2Client, at: Double) async -> SwapEvent {
         let started = monotonicNanos()
-        var headers: [(name: String, value: String)] = [("content-type", "application/octet-stream")]
-        if let token = spec.token { headers.append(("authorization", "Bearer " + token)) }
+        var headers: [(name: String, value: String)] = [("content-type", "application/octet-stream")] + authorization
         var event = SwapEvent(at: at, version: head.version, action: "upload", status: 0, seconds: 0, error: nil)
         do {
             var response = try await client.request(method: "POST", path: "/admin/v1/scenes/\(head.scene)/versions?label=stable",

@@ -259,7 +259,7 @@ final class LoadWorker {
             nextIntended = monotonicNanos()
             fractional = 0
             holding = false
-            if interval > 0 { pump() }
+            if interval > 0 { pump(fromTimer: true) }
         }
         checkDone()
     }
@@ -304,13 +304,18 @@ final class LoadWorker {
         }
     }
 
-    /// Open loop: send every request whose intended time has come, on connections with a free
-    /// stream, round-robin; then sleep until the next one.
-    private func pump() {
-        guard issuing, interval > 0 else { return }
+    /// Open loop: send every request whose intended time has come, then sleep until the next one
+    /// (at least `minimumTick` later: what falls due meanwhile goes out together, each request
+    /// still timed from its own intended time). One pass fills one connection while it has room,
+    /// then the next, so a pass is a few writes, not one write per request. Completions pump too,
+    /// but only while requests are held back for want of a free stream.
+    private func pump(fromTimer: Bool) {
+        guard issuing, interval > 0, fromTimer || holding else { return }
         let now = monotonicNanos()
+        var current: ConnectionDriver?
         while nextIntended <= now && budget > 0 {
-            guard let driver = nextDriverWithCapacity() else {
+            if current == nil || !hasRoom(current!) { current = nextDriverWithCapacity() }
+            guard let driver = current else {
                 holding = true
                 break
             }
@@ -349,16 +354,23 @@ final class LoadWorker {
         timer = eventLoop.assumeIsolated().scheduleTask(deadline: .uptimeNanoseconds(at)) { [self] in
             timer = nil
             timerAt = .max
-            pump()
+            pump(fromTimer: true)
         }
     }
 
+    @inline(__always)
+    private func hasRoom(_ driver: ConnectionDriver) -> Bool {
+        guard let c = driver.connection else { return false }
+        return c.capacity > 0 && c.inFlight < streamsPerConnection
+    }
+
+    /// The next active connection with a free stream, round-robin.
     private func nextDriverWithCapacity() -> ConnectionDriver? {
         let n = activeConnections
         guard n > 0 else { return nil }
         for step in 0..<n {
             let driver = drivers[(roundRobin + step) % n]
-            if let c = driver.connection, c.capacity > 0, c.inFlight < streamsPerConnection {
+            if hasRoom(driver) {
                 roundRobin = (roundRobin + step + 1) % n
                 return driver
             }
@@ -395,7 +407,7 @@ final class LoadWorker {
     func readBurstEnded(_ driver: ConnectionDriver) {
         switch mode {
         case .closed: refill(driver)
-        case .open: if issuing { pump() }
+        case .open: if issuing { pump(fromTimer: false) }
         }
         // The connection flushes after this; other connections the pump used were flushed there.
         driver.dirty = false

@@ -134,6 +134,9 @@ public final class AdminApp: H2RequestHandler {
     public func respond(to head: H2RequestHead, body: [UInt8], responder: H2Responder) {
         guard let parsed = Self.parse(head.path) else { return responder.complete(Responses.problem(.notFound(path: head.path))) }
         writes.async { [self] in
+            // Loading, hashing, packing and warming a head is background work: at the lowest
+            // priority the scoring loops keep their core, and swaps don't show in their latency.
+            scenescore_lower_thread_priority(19)
             let response: H2Response
             do throws(RegistryError) {
                 response = try write(parsed, head: head, body: body)
@@ -258,7 +261,8 @@ public final class AdminApp: H2RequestHandler {
 }
 
 private func releaseFreeHeapPages() {
-    _ = scenescore_malloc_trim()
+    // Trimming walks the heap: only when the free part is worth it, 4 MiB or 5 % of the heads.
+    _ = scenescore_malloc_trim_if_above(max(4 << 20, SceneVersion.residentBytes / 20))
 }
 
 /// Who may use the admin API: a bearer token (compared in constant time). A client CA, when

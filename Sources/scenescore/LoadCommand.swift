@@ -8,17 +8,17 @@ struct LoadCommand: AsyncParsableCommand {
         commandName: "load",
         abstract: "Load-test a SceneScore server over HTTP/2 (TLS or h2c): closed or open loop, sweeps, hot swaps.",
         discussion: """
-        Closed loop (like h2load): -c connections × -m streams kept busy, on -t threads (one event loop each;
-        every connection pinned to one). Open loop (--rate): requests at a constant or Poisson rate whatever
-        the server does; latency counts from each request's intended send time (coordinated-omission
+        Closed loop (like h2load): -c connections × -m streams kept busy, on -t threads (one event loop each; \
+        every connection pinned to one). Open loop (--rate): requests at a constant or Poisson rate whatever \
+        the server does; latency counts from each request's intended send time (coordinated-omission \
         correction, as wrk2), reported beside the uncorrected service time.
 
-        Requests are generated for the scenes of GET /v1/scenes (--scene NAME[:WEIGHT], --candidates N | A-B |
-        A,B,C | N:W,…, --seed) or replayed from binary request files (--replay FILE|DIR). Every response is
+        Requests are generated for the scenes of GET /v1/scenes (--scene NAME[:WEIGHT], --candidates N | A-B | \
+        A,B,C | N:W,…, --seed) or replayed from binary request files (--replay FILE|DIR). Every response is \
         checked (--check fast: status, request id, head-version header = body, count of scores).
 
-        The report goes to standard output (text, --json or --csv); progress to standard error (a live line
-        on a terminal). Ctrl-C stops the run and prints the partial report (exit 130). A failure to start
+        The report goes to standard output (text, --json or --csv); progress to standard error (a live line \
+        on a terminal). Ctrl-C stops the run and prints the partial report (exit 130). A failure to start \
         (bad URL, refused connection, TLS, unknown scene) is one line on standard error and exit 1.
         """)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import socket
 import ssl
@@ -910,3 +911,25 @@ def raw_frame(frame_type: int, flags: int, stream_id: int, payload: bytes = b"")
 def describe_frames(frames: list[Frame], limit: int = 12) -> str:
     out = [repr(f)[:160] for f in frames[-limit:]]
     return f"{len(frames)} frames, last: " + "; ".join(out)
+
+
+METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> tuple[dict[str, str], list[tuple[str, dict[str, str], float]]]:
+    types: dict[str, str] = {}
+    samples = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(None, 3)
+            types[name] = kind.strip()
+            continue
+        if line.startswith("#"):
+            continue
+        m = METRIC_LINE.match(line)
+        assert m, f"unparsable metrics line: {line!r}"
+        samples.append((m.group(1), dict(LABEL.findall(m.group(3) or "")), float(m.group(4))))
+    return types, samples

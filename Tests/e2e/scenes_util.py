@@ -5,7 +5,6 @@ reference scores of heads made by heads.py."""
 from __future__ import annotations
 
 import hashlib
-import re
 import ssl
 import time
 from pathlib import Path
@@ -15,12 +14,10 @@ import httpx
 import numpy as np
 
 import heads
-from h2util import REPO, wire
+from h2util import REPO, parse_metrics, wire
 from scenescore_client import SceneDescription, random_inputs
 
 PROBLEM = "application/problem+json"
-METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 SCENESCORE_CLI_TIMEOUT = 60
 
 
@@ -76,24 +73,6 @@ class Scoring:
         r = self.http.get(self.base + "/metrics")
         assert r.status_code == 200, r
         return parse_metrics(r.text)
-
-
-def parse_metrics(text: str) -> tuple[dict[str, str], list[tuple[str, dict[str, str], float]]]:
-    types: dict[str, str] = {}
-    samples = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(None, 3)
-            types[name] = kind.strip()
-            continue
-        if line.startswith("#"):
-            continue
-        m = METRIC_LINE.match(line)
-        assert m, f"unparsable metrics line: {line!r}"
-        samples.append((m.group(1), dict(LABEL.findall(m.group(3) or "")), float(m.group(4))))
-    return types, samples
 
 
 def metric(samples, name: str, **labels) -> float:

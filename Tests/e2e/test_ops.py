@@ -4,7 +4,6 @@ configuration (config file < environment < flags, dev certificate, first-run mod
 from __future__ import annotations
 
 import json
-import re
 import socket
 import ssl
 import subprocess
@@ -19,34 +18,14 @@ from h2util import (
     free_ports,
     open_tcp,
     open_tls,
+    parse_metrics,
     read_model,
     score_body,
     score_json_body,
     wire,
 )
 
-METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 FIRST_RUN_TIMEOUT = 600.0  # a server without a model trains the default one (about a minute) before it listens
-
-
-def parse_metrics(text: str) -> tuple[dict[str, str], list[tuple[str, dict[str, str], float]]]:
-    types: dict[str, str] = {}
-    samples = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(None, 3)
-            types[name] = kind.strip()
-            continue
-        if line.startswith("#"):
-            continue
-        m = METRIC_LINE.match(line)
-        assert m, f"unparsable metrics line: {line!r}"
-        labels = dict(LABEL.findall(m.group(3) or ""))
-        samples.append((m.group(1), labels, float(m.group(4))))
-    return types, samples
 
 
 def total(samples, name: str, **labels) -> float:

@@ -227,6 +227,11 @@ def test_swap_scenario(launcher, model, model_dir, tmp_path):
     assert swap["inSwap"]["requests"] > 0 and swap["steady"]["requests"] > 0
     assert swap["inSwap"]["requests"] + swap["steady"]["requests"] == report["requests"]
 
+    # A wrong token is refused before any load is sent: one line, exit 1.
+    token.write_text("not-the-token-0123456789\n")
+    _one_error_line(load(tls_url(srv), "--cacert", str(srv.cafile), "-D", "1s", "--swap-every", "200ms", "--head", str(a),
+                         "--admin-url", srv.admin_url, "--token-file", str(token)), "admin API", "401")
+
 
 def test_sweep_rows(server):
     r = load(f"http://127.0.0.1:{server.h2c_port}", "-c", "2", "--sweep", "streams:1,4", "--window", "400ms",

@@ -30,7 +30,12 @@ long scenescore_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
 int scenescore_TLS1_2_VERSION(void);
 long scenescore_SSL_MODE_release_buffers_and_partial_write(void);
 
-/// glibc's malloc_trim(0): returns free heap pages to the OS (malloc.h is not a Swift module).
-int scenescore_malloc_trim(void);
+/// glibc's malloc_trim(0) when the heap holds more than `free_bytes_threshold` free bytes:
+/// returns free heap pages to the OS (malloc.h is not a Swift module). Returns 1 if it trimmed.
+int scenescore_malloc_trim_if_above(size_t free_bytes_threshold);
+
+/// Lowers the calling thread's scheduling priority (nice `value`, Linux: per thread), so
+/// background work yields the core to the event loops.
+void scenescore_lower_thread_priority(int value);
 
 #endif
