@@ -3,7 +3,8 @@
 #
 #   1. nghttpd serving a static response (scenescore's own 1-candidate response bytes), closed
 #      loop: the tool's req/s against h2load's (goal >= 1.0x, must >= 0.8x), runs interleaved;
-#   2. nghttpd, open loop at 80 % of h2load's maximum: the rate the tool holds (goal: within 1 %);
+#   2. nghttpd, open loop at 80 % of h2load's maximum (of the h2load run just before, since this
+#      shared machine's speed drifts): the rate the tool holds (goal: within 1 %);
 #   3. the scenescore server (POST /v1/score, 1 candidate), closed loop: req/s and p50 of the tool
 #      (every response checked: --check fast) against h2load's (p50 from its --log-file): within 10 %.
 #
@@ -11,7 +12,7 @@
 # TLS with ALPN h2, one client thread each. Prints a Markdown table (medians over the runs) and the
 # exact commands.
 #
-#   scripts/bench-load.sh [--duration 10] [--warm-up 2] [--runs 3] [-c 16] [-m 32] [--json OUT.json] [--keep]
+#   scripts/bench-load.sh [--duration 10] [--warm-up 2] [--runs 5] [-c 16] [-m 32] [--json OUT.json] [--keep]
 #
 # Every process it starts is stopped on exit (trap); it listens and connects on 127.0.0.1 only.
 set -euo pipefail
@@ -22,7 +23,7 @@ BIN=${SCENESCORE_BIN:-$REPO/.build/release/scenescore}
 MODEL_DIR=$REPO/var/models/default
 DURATION=10
 WARMUP=2
-RUNS=3
+RUNS=5
 CLIENTS=16
 STREAMS=32
 JSON_OUT=""
@@ -104,6 +105,7 @@ wait_https() {  # URL PID LOG
 }
 
 RUNS_FILE=$WORK/runs.jsonl; : > "$RUNS_FILE"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 COMMANDS=()
 record() {  # TARGET TOOL MODE OUTFILE [LOG] [RATE]
   python3 -c 'import json,sys; print(json.dumps(dict(zip(["target","tool","mode","out","log","rate"], sys.argv[1:]))))' "$@" >> "$RUNS_FILE"
@@ -155,10 +157,8 @@ NG_PID=$!
 wait_https "https://127.0.0.1:$NPORT/score-1" "$NG_PID" "$WORK/nghttpd.log"
 for r in $(seq "$RUNS"); do
   run_h2load nghttpd "https://127.0.0.1:$NPORT/score-1" "ng-$r"
+  RATE=$(python3 scripts/bench/load_report.py "$RUNS_FILE" --open-rate)  # 80 % of the run just before
   run_tool nghttpd "https://127.0.0.1:$NPORT/score-1" "ng-$r" status
-done
-RATE=$(python3 scripts/bench/load_report.py "$RUNS_FILE" --open-rate)
-for r in $(seq "$RUNS"); do
   run_tool nghttpd "https://127.0.0.1:$NPORT/score-1" "ng-open-$r" status "$RATE"
 done
 stop_pid "$NG_PID"; NG_PID=""
@@ -168,7 +168,8 @@ echo
 echo "## Load tool benchmark: scenescore load vs h2load, TLS (ALPN h2), -c $CLIENTS -m $STREAMS -t 1, ${WARMUP}s warm-up + ${DURATION}s, median of $RUNS interleaved runs"
 echo
 echo "Server on core $SERVER_CPU (nghttpd -n 1 serving scenescore's 1-candidate response as a static file; scenescore"
-echo "serve --threads 1), load generators on core $CLIENT_CPU. $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')."
+echo "serve --threads 1), load generators on core $CLIENT_CPU. $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //');"
+echo "load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo
 status=0
 python3 scripts/bench/load_report.py "$RUNS_FILE" ${JSON_OUT:+--json "$JSON_OUT"} || status=$?

@@ -48,8 +48,10 @@ public struct LoadRunner: Sendable {
         let s = settings
         for (i, loop) in loops.enumerated() {
             let bound = try await loop.submit {
-                NIOLoopBound(LoadWorker(index: i, eventLoop: loop, target: s.target, check: s.check, swapEnabled: s.swap != nil,
-                                        headers: s.headers, seed: s.seed), eventLoop: loop)
+                let worker = LoadWorker(index: i, eventLoop: loop, target: s.target, check: s.check, swapEnabled: s.swap != nil,
+                                        headers: s.headers, seed: s.seed)
+                worker.tickOverride = s.tick.map { UInt64($0 * 1e9) }
+                return NIOLoopBound(worker, eventLoop: loop)
             }.get()
             workers.append(WorkerHandle(eventLoop: loop, bound: bound))
         }

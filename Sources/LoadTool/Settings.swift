@@ -272,6 +272,8 @@ public struct LoadSettings: Sendable {
     public var swap: SwapSpec?
     public var progress = ProgressMode.auto
     public var progressInterval: Double = 1
+    /// Open loop: the shortest sleep between sends, seconds (nil: 16 requests' worth, 50…200 µs).
+    public var tick: Double?
 
     public init(target: LoadTarget) { self.target = target }
 

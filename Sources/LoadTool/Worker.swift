@@ -141,8 +141,11 @@ final class LoadWorker {
     private var timer: Scheduled<Void>?
     private var timerAt: UInt64 = .max
     private var roundRobin = 0
-    /// The shortest timer: requests due sooner go out together, each timed from its own intended time.
-    private static let minimumTick: UInt64 = 50_000
+    /// The shortest timer: requests due sooner go out together, each timed from its own intended
+    /// time. Set per run (`start`): about 16 requests' worth at high rates, 50…200 µs.
+    private var minimumTick: UInt64 = 50_000
+    /// Fixed by --tick (experiments), else adaptive.
+    var tickOverride: UInt64?
 
     // Statistics.
     private(set) var window = WindowStats()
@@ -256,10 +259,11 @@ final class LoadWorker {
             for driver in drivers.prefix(activeConnections) { refill(driver); flushIfDirty(driver) }
         case .open:
             interval = workerRate > 0 ? 1e9 / workerRate : 0
+            minimumTick = tickOverride ?? UInt64(min(200_000, max(50_000, 16 * interval)))
             nextIntended = monotonicNanos()
             fractional = 0
             holding = false
-            if interval > 0 { pump(fromTimer: true) }
+            if interval > 0 { pump() }
         }
         checkDone()
     }
@@ -307,10 +311,11 @@ final class LoadWorker {
     /// Open loop: send every request whose intended time has come, then sleep until the next one
     /// (at least `minimumTick` later: what falls due meanwhile goes out together, each request
     /// still timed from its own intended time). One pass fills one connection while it has room,
-    /// then the next, so a pass is a few writes, not one write per request. Completions pump too,
-    /// but only while requests are held back for want of a free stream.
-    private func pump(fromTimer: Bool) {
-        guard issuing, interval > 0, fromTimer || holding else { return }
+    /// then the next, so a pass is a few full writes, not one write per request. Only the timer
+    /// pumps, also while requests are held back for want of a free stream: sending each stream
+    /// as it frees would shrink the writes just when the server is busiest.
+    private func pump() {
+        guard issuing, interval > 0 else { return }
         let now = monotonicNanos()
         var current: ConnectionDriver?
         while nextIntended <= now && budget > 0 {
@@ -329,7 +334,7 @@ final class LoadWorker {
         }
         if nextIntended > now { holding = false }
         for driver in drivers where driver.dirty { flushIfDirty(driver) }
-        if budget > 0 && !holding { armTimer(now: now) }
+        if budget > 0 { armTimer(now: now) }
         if budget == 0 { checkDone() }
     }
 
@@ -347,14 +352,14 @@ final class LoadWorker {
     }
 
     private func armTimer(now: UInt64) {
-        let at = max(nextIntended, now + Self.minimumTick)
+        let at = max(nextIntended, now + minimumTick)
         if timer != nil && timerAt <= at { return }
         timer?.cancel()
         timerAt = at
         timer = eventLoop.assumeIsolated().scheduleTask(deadline: .uptimeNanoseconds(at)) { [self] in
             timer = nil
             timerAt = .max
-            pump(fromTimer: true)
+            pump()
         }
     }
 
@@ -405,12 +410,8 @@ final class LoadWorker {
     // MARK: - Completions
 
     func readBurstEnded(_ driver: ConnectionDriver) {
-        switch mode {
-        case .closed: refill(driver)
-        case .open: if issuing { pump(fromTimer: false) }
-        }
-        // The connection flushes after this; other connections the pump used were flushed there.
-        driver.dirty = false
+        if case .closed = mode { refill(driver) }  // open loop: the timer sends
+        driver.dirty = false  // the connection flushes right after this
         checkDone()
     }
 

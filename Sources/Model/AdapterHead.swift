@@ -9,7 +9,9 @@ public final class AdapterHead: Sendable {
     let down: PackedWeights
     let up: PackedWeights
     let tower: [PackedWeights]
-    let output: PackedWeights
+    /// The output layer: plain rows when it is narrow (see `NarrowLayer`), else packed.
+    let output: PackedWeights?
+    let narrowOutput: NarrowLayer?
 
     public convenience init(path: String, backbone: BackboneSpec) throws {
         try self.init(file: try SafeTensorsFile(path: path), backbone: backbone)
@@ -40,7 +42,15 @@ public final class AdapterHead: Sendable {
             width = t
         }
         tower = layers
-        output = try linear("output", out: spec.outputs.count, in: width)
+        if spec.outputs.count <= NarrowLayer.maxOutputs {
+            expected.formUnion(["output.weight", "output.bias"])
+            narrowOutput = NarrowLayer(weights: try file.floats("output.weight", shape: [spec.outputs.count, width]),
+                                       bias: try file.floats("output.bias", shape: [spec.outputs.count]), inputs: width)
+            output = nil
+        } else {
+            output = try linear("output", out: spec.outputs.count, in: width)
+            narrowOutput = nil
+        }
         if let extra = Set(file.tensors.keys).subtracting(expected).sorted().first {
             throw ModelLoadError(file: name, tensor: extra, "unexpected tensor for this head spec")
         }
@@ -49,5 +59,48 @@ public final class AdapterHead: Sendable {
         self.contentHash = file.metadata["scenescore.sha256"]!.lowercased()
     }
 
-    public var byteCount: Int { ([down, up, output] + tower).reduce(0) { $0 + $1.byteCount } }
+    public var byteCount: Int {
+        ([down, up] + tower + (output.map { [$0] } ?? [])).reduce(0) { $0 + $1.byteCount } + (narrowOutput?.byteCount ?? 0)
+    }
+}
+
+/// A layer with a few outputs (a head's click / purchase logits), kept as plain rows: packed
+/// into a 16-column panel it would be 15/16 padding — 4 KB of a 68 KB head, in memory for each
+/// of thousands of heads and in multiply-adds for every candidate. Each output is a dot product
+/// over 8-wide vectors.
+final class NarrowLayer: Sendable {
+    static let maxOutputs = 4
+    let weights: [Float]  // outputs × inputs, row-major
+    let bias: [Float]
+    let inputs: Int
+    var outputs: Int { bias.count }
+    var byteCount: Int { (weights.count + bias.count) * 4 }
+
+    init(weights: [Float], bias: [Float], inputs: Int) {
+        self.weights = weights
+        self.bias = bias
+        self.inputs = inputs
+    }
+
+    /// out[r][j] = sigmoid(x[r] · w[j] + b[j]) for `rows` rows of x (row stride `stride`).
+    func sigmoid(_ x: UnsafePointer<Float>, rows: Int, stride: Int, into out: UnsafeMutablePointer<Float>, outStride: Int) {
+        let k = inputs, vectors = k / 8
+        weights.withUnsafeBufferPointer { w in
+            for r in 0..<rows {
+                let row = x + r * stride
+                for j in 0..<outputs {
+                    let wj = w.baseAddress! + j * k
+                    var acc = SIMD8<Float>(repeating: 0)
+                    for v in 0..<vectors {
+                        let a = UnsafeRawPointer(row + 8 * v).loadUnaligned(as: SIMD8<Float>.self)
+                        let b = UnsafeRawPointer(wj + 8 * v).loadUnaligned(as: SIMD8<Float>.self)
+                        acc.addProduct(a, b)
+                    }
+                    var sum = acc.sum() + bias[j]
+                    for i in (8 * vectors)..<k { sum += row[i] * wj[i] }
+                    out[r * outStride + j] = Activation.sigmoid.apply(sum)
+                }
+            }
+        }
+    }
 }

@@ -205,7 +205,11 @@ public enum Forward {
         GEMM.multiply(a, rows: n, stride: head.down.n, by: head.up, addend: h, addendStride: width,
                       activation: .identity, into: h, stride: width)
         let (t, tWidth) = reluChain(head.tower, input: h, width: width, rows: n, slots: (5, 6), workspace: ws)
-        GEMM.multiply(t, rows: n, stride: tWidth, by: head.output, activation: .sigmoid, into: out, stride: head.output.n)
+        if let narrow = head.narrowOutput {
+            narrow.sigmoid(t, rows: n, stride: tWidth, into: out, outStride: narrow.outputs)
+        } else if let output = head.output {
+            GEMM.multiply(t, rows: n, stride: tWidth, by: output, activation: .sigmoid, into: out, stride: output.n)
+        }
     }
 
     /// Runs ReLU `layers` over `input` (rows × width), alternating between two workspace slots

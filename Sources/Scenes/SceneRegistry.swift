@@ -231,11 +231,11 @@ public final class SceneRegistry: Sendable {
         committed.withLockedValue { $0[record.scene] = record }
     }
 
+    /// Only writers publish, one at a time: the new snapshot (a copy of every scene's entry) is
+    /// built outside the lock, so readers never wait for the copy.
     private func publishScene(_ scene: ServedScene?, named name: String? = nil) {
-        current.withLockedValue { snapshot in
-            guard let old = snapshot else { return }
-            snapshot = old.replacing(scene?.name ?? name!, with: scene)
-        }
+        guard let old = snapshot else { return }
+        publish(old.replacing(scene?.name ?? name!, with: scene))
     }
 
     /// The served form of `record`: its labelled versions, reusing those already in memory.

@@ -134,9 +134,9 @@ public final class AdminApp: H2RequestHandler {
     public func respond(to head: H2RequestHead, body: [UInt8], responder: H2Responder) {
         guard let parsed = Self.parse(head.path) else { return responder.complete(Responses.problem(.notFound(path: head.path))) }
         writes.async { [self] in
-            // Loading, hashing, packing and warming a head is background work: at the lowest
-            // priority the scoring loops keep their core, and swaps don't show in their latency.
-            scenescore_lower_thread_priority(19)
+            // Loading, hashing, packing and warming a head is background work: at a low priority
+            // (nice 10: about a tenth of a contended core) the scoring loops keep their core.
+            scenescore_lower_thread_priority(10)
             let response: H2Response
             do throws(RegistryError) {
                 response = try write(parsed, head: head, body: body)

@@ -42,6 +42,8 @@ struct LoadCommand: AsyncParsableCommand {
     var rate: Double?
     @Option(help: "Open loop arrivals: constant or poisson.")
     var arrival = "constant"
+    @Option(help: "Open loop: the shortest sleep between sends; requests due within it go out together (default: 16 requests' worth, 50µs…200µs).")
+    var tick: String?
 
     @Option(name: .customLong("scene"), help: "A scene to load, NAME or NAME:WEIGHT (repeat, or comma-separate; default: every servable scene).")
     var scenes: [String] = []
@@ -194,6 +196,7 @@ struct LoadCommand: AsyncParsableCommand {
             guard let a = LoadMode.Arrival(rawValue: arrival) else { throw LoadError("bad --arrival '\(arrival)': constant or poisson") }
             s.mode = .open(rate: rate, arrival: a)
         }
+        s.tick = try tick.map { try seconds($0, "--tick") }
         guard let level = CheckLevel(rawValue: check) else { throw LoadError("bad --check '\(check)': none, status, fast or full") }
         s.check = level
         if !replay.isEmpty {
