@@ -391,8 +391,10 @@ final class LoadWorker {
         requestCounter &+= 1
         let requestID = (UInt64(index + 1) << 40) | requestCounter
         guard let slot = connection.submit(template, body: request.body, requestID: requestID) else { return false }
+        // A pushed head may have other outputs than the one /v1/scenes described at the start:
+        // with swaps on, the count is checked against the response's own length only.
         driver.slots[slot] = InFlight(intended: intended, sent: now, requestID: requestID, request: pick,
-                                      candidates: request.candidates, outputs: request.outputs)
+                                      candidates: request.candidates, outputs: swapEnabled ? 0 : request.outputs)
         driver.dirty = true
         window.sent += 1
         totalSent += 1
