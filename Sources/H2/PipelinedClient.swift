@@ -275,25 +275,8 @@ final class PipelinedClientSession: NGHTTP2Endpoint, H2Session {
         freeSlots = Array((0..<maxStreams).reversed())
         captureName = captureHeader.map { Array($0.lowercased().utf8) }
         super.init()
-        var callbacks: OpaquePointer?
-        nghttp2_session_callbacks_new(&callbacks)
-        defer { nghttp2_session_callbacks_del(callbacks) }
-        nghttp2_session_callbacks_set_on_header_callback(callbacks, pipelinedOnHeader)
-        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, pipelinedOnFrameRecv)
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, pipelinedOnDataChunkRecv)
-        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, pipelinedOnStreamClose)
-        var s: OpaquePointer?
-        let rv = nghttp2_session_client_new(&s, callbacks, nil)
-        guard rv == 0, let s else { throw Failure.nghttp2("nghttp2_session_client_new", rv) }
-        session = s
-        nghttp2_session_set_user_data(s, Unmanaged.passUnretained(self).toOpaque())
-        var settings = [
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(limits.initialWindowSize)),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
-        ]
-        _ = nghttp2_submit_settings(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
-        _ = nghttp2_session_set_local_window_size(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0,
-                                                  Int32(min(limits.initialWindowSize * 16, Int(Int32.max))))
+        try startClientSession(limits: limits, onHeader: pipelinedOnHeader, onFrameRecv: pipelinedOnFrameRecv,
+                               onDataChunkRecv: pipelinedOnDataChunkRecv, onStreamClose: pipelinedOnStreamClose)
     }
 
     deinit {

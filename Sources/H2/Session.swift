@@ -78,6 +78,32 @@ class NGHTTP2Endpoint {
         return total
     }
 
+    /// Creates the client side's nghttp2 session with these callbacks (user data: this object)
+    /// and queues the client's SETTINGS: no push, our receive window for streams and connection.
+    func startClientSession(limits: H2Limits, onHeader: nghttp2_on_header_callback, onFrameRecv: nghttp2_on_frame_recv_callback,
+                            onDataChunkRecv: nghttp2_on_data_chunk_recv_callback,
+                            onStreamClose: nghttp2_on_stream_close_callback) throws {
+        var callbacks: OpaquePointer?
+        nghttp2_session_callbacks_new(&callbacks)
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunkRecv)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+        var s: OpaquePointer?
+        let rv = nghttp2_session_client_new(&s, callbacks, nil)
+        guard rv == 0, let s else { throw Failure.nghttp2("nghttp2_session_client_new", rv) }
+        session = s
+        nghttp2_session_set_user_data(s, Unmanaged.passUnretained(self).toOpaque())
+        var settings = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(limits.initialWindowSize)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
+        ]
+        _ = nghttp2_submit_settings(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
+        _ = nghttp2_session_set_local_window_size(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0,
+                                                  Int32(min(limits.initialWindowSize * 16, Int(Int32.max))))
+    }
+
     var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
     var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
 
