@@ -108,6 +108,39 @@ public func reporting(into buffer: UnsafeMutablePointer<CChar>?, capacity: Int,
     }
 }
 
+/// An instance that is just an immutable config value, boxed for the ABI's `void *instance`.
+/// `create` and `destroy` of a Swift plugin whose state is one config struct: its C entry
+/// points (which cannot capture or be generic) call these with the concrete type.
+public enum ConfigInstance {
+    @inline(__always)
+    public static func create<Config>(_ json: UnsafePointer<CChar>?, _ length: Int,
+                                      _ instance: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                                      _ error: UnsafeMutablePointer<CChar>?, _ capacity: Int,
+                                      make: (UnsafePointer<CChar>?, Int) throws(PluginFailure) -> Config) -> Int32 {
+        reporting(into: error, capacity: capacity) { () throws(PluginFailure) in
+            let storage = UnsafeMutablePointer<Config>.allocate(capacity: 1)
+            do throws(PluginFailure) { storage.initialize(to: try make(json, length)) } catch {
+                storage.deallocate()
+                throw error
+            }
+            instance?.pointee = UnsafeMutableRawPointer(storage)
+        }
+    }
+
+    @inline(__always)
+    public static func destroy<Config>(_ instance: UnsafeMutableRawPointer?, as type: Config.Type) {
+        guard let storage = instance?.assumingMemoryBound(to: Config.self) else { return }
+        storage.deinitialize(count: 1)
+        storage.deallocate()
+    }
+
+    /// The config of an instance made by `create`.
+    @inline(__always)
+    public static func config<Config>(_ instance: UnsafeRawPointer?, as type: Config.Type) -> Config {
+        instance!.assumingMemoryBound(to: Config.self).pointee
+    }
+}
+
 /// The training world's per-scene id offsets (Sources/Training/WorldGenerator.swift): a scene's
 /// local item, category and brand ids become item = s·1e6 + i, category = s·1e3 + c and
 /// brand = s·1e5 + b, with s the scene's index in the world config.

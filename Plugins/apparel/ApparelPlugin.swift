@@ -74,21 +74,12 @@ nonisolated(unsafe) private let descriptor = PluginDescriptor.make(
                      itemDense: (0..<16).map { "content_\($0)" } + ["list_price", "discount"]),
     canonical: .canonical,
     create: { json, length, instance, error, capacity in
-        reporting(into: error, capacity: capacity) { () throws(PluginFailure) in
-            let config = try makeConfig(json, length)
-            let storage = UnsafeMutablePointer<ApparelConfig>.allocate(capacity: 1)
-            storage.initialize(to: config)
-            instance?.pointee = UnsafeMutableRawPointer(storage)
-        }
+        ConfigInstance.create(json, length, instance, error, capacity, make: makeConfig)
     },
-    destroy: { instance in
-        guard let storage = instance?.assumingMemoryBound(to: ApparelConfig.self) else { return }
-        storage.deinitialize(count: 1)
-        storage.deallocate()
-    },
+    destroy: { instance in ConfigInstance.destroy(instance, as: ApparelConfig.self) },
     transform: { instance, raw, out, error, capacity in
         reporting(into: error, capacity: capacity) { () throws(PluginFailure) in
-            try transform(instance!.assumingMemoryBound(to: ApparelConfig.self).pointee, raw!.pointee, out!.pointee)
+            try transform(ConfigInstance.config(instance, as: ApparelConfig.self), raw!.pointee, out!.pointee)
         }
     },
     postprocess: nil)

@@ -100,26 +100,17 @@ nonisolated(unsafe) private let descriptor = PluginDescriptor.make(
                      itemDense: (0..<16).map { "content_\($0)" } + ["price", "rating"]),
     canonical: .canonical,
     create: { json, length, instance, error, capacity in
-        reporting(into: error, capacity: capacity) { () throws(PluginFailure) in
-            let config = try makeConfig(json, length)
-            let storage = UnsafeMutablePointer<ElectronicsConfig>.allocate(capacity: 1)
-            storage.initialize(to: config)
-            instance?.pointee = UnsafeMutableRawPointer(storage)
-        }
+        ConfigInstance.create(json, length, instance, error, capacity, make: makeConfig)
     },
-    destroy: { instance in
-        guard let storage = instance?.assumingMemoryBound(to: ElectronicsConfig.self) else { return }
-        storage.deinitialize(count: 1)
-        storage.deallocate()
-    },
+    destroy: { instance in ConfigInstance.destroy(instance, as: ElectronicsConfig.self) },
     transform: { instance, raw, out, error, capacity in
         reporting(into: error, capacity: capacity) { () throws(PluginFailure) in
-            try transform(instance!.assumingMemoryBound(to: ElectronicsConfig.self).pointee, raw!.pointee, out!.pointee)
+            try transform(ConfigInstance.config(instance, as: ElectronicsConfig.self), raw!.pointee, out!.pointee)
         }
     },
     postprocess: { instance, candidates, outputs, names, scores, error, capacity in
         reporting(into: error, capacity: capacity) { () throws(PluginFailure) in
-            try postprocess(instance!.assumingMemoryBound(to: ElectronicsConfig.self).pointee,
+            try postprocess(ConfigInstance.config(instance, as: ElectronicsConfig.self),
                             candidates: Int(candidates), outputs: Int(outputs), names: names!, scores: scores!)
         }
     })
