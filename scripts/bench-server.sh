@@ -11,6 +11,7 @@
 # Every server it starts is stopped on exit (trap); it listens and connects on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench/lib.sh
 REPO=$(pwd)
 
 BIN=${SCENESCORE_BIN:-$REPO/.build/release/scenescore}
@@ -44,14 +45,6 @@ if [ "$(nproc)" -ge 2 ]; then SERVER_CPU=0; CLIENT_CPU=1; else SERVER_CPU=0; CLI
 WORK=$(mktemp -d /tmp/scenescore-bench.XXXXXX)
 SS_PID=""
 NG_PID=""
-stop_pid() {  # SIGTERM, wait up to 15 s, then SIGKILL
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }; sleep 0.1; done
-  echo "bench-server: pid $pid ignored SIGTERM for 15 s; killing it" >&2
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local pid
   for pid in "$SS_PID" "$NG_PID"; do [ -n "$pid" ] && stop_pid "$pid"; done
@@ -60,21 +53,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 # --- certificates (throwaway CA + server cert for localhost / 127.0.0.1) -------------------------
-CERTS=$WORK/certs; mkdir -p "$CERTS"
-(
-  cd "$CERTS"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem \
-    -days 2 -subj "/CN=scenescore bench CA" -addext basicConstraints=critical,CA:TRUE \
-    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr \
-    -subj "/CN=localhost" 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
-  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
-    -extfile ext.cnf 2>/dev/null
-)
+CERTS=$WORK/certs
+make_certs "$CERTS"
 
 # --- request bodies (reference client's encode_request) ------------------------------------------
 CASES=(1 64)
