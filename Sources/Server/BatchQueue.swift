@@ -10,7 +10,6 @@ import Scenes
 final class BatchQueue: Sendable {
     private let delay: TimeAmount
     private let scorer: Scorer
-    private let registry: SceneRegistry
     private let isReady: @Sendable () -> Bool
     /// Per loop thread, like the scoring workspaces.
     nonisolated(unsafe) private let queues = ThreadSpecificVariable<Pending>()
@@ -19,10 +18,9 @@ final class BatchQueue: Sendable {
         var requests: [(head: H2RequestHead, body: [UInt8], responder: H2Responder)] = []
     }
 
-    init(delay: TimeAmount, scorer: Scorer, registry: SceneRegistry, isReady: @escaping @Sendable () -> Bool) {
+    init(delay: TimeAmount, scorer: Scorer, isReady: @escaping @Sendable () -> Bool) {
         self.delay = delay
         self.scorer = scorer
-        self.registry = registry
         self.isReady = isReady
     }
 
@@ -62,17 +60,8 @@ final class BatchQueue: Sendable {
 
     private func scoreNow(_ requests: [(head: H2RequestHead, body: UnsafeRawBufferPointer)]) -> [H2Response] {
         var responses = [H2Response?](repeating: nil, count: requests.count)
-        var batch: [(index: Int, job: Scorer.Job)] = []
-        let snapshot = registry.snapshot, ready = isReady()
-        for (i, r) in requests.enumerated() {
-            switch scorer.prepare(r.head, body: r.body, snapshot: snapshot, ready: ready) {
-            case .answered(let response): responses[i] = response
-            case .job(let job) where job.encoding == .binary && job.request.candidates <= Scorer.batchableCandidates:
-                batch.append((i, job))
-            case .job(let job): responses[i] = scorer.score(job, body: r.body, backbone: snapshot!.backbone)
-            }
-        }
-        if !batch.isEmpty { scorer.score(batch: batch, bodies: requests.map(\.body), backbone: snapshot!.backbone, into: &responses) }
+        scorer.score(requests.enumerated().map { ($0, $1.head, $1.body) }, bodies: requests.map(\.body), ready: isReady(),
+                     into: &responses)
         return responses.map { $0! }
     }
 

@@ -101,8 +101,27 @@ final class Scorer: Sendable {
             metrics.inferenceDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - inferenceStart))
             metrics.candidatesScored.increment(by: n)
             metrics.batchRequests.record(1)
-            return finish(job, scores: scores)
+            let response = finish(job, scores: scores)
+            if response.status == 200 { metrics.countRequest(scene: job.scene, status: 200) }
+            return response
         }
+    }
+
+    /// Scoring requests that arrived together: each is decoded and checked, small binary ones are
+    /// batched (`score(batch:)`), the rest scored alone. Answers `responses[i]` for each index.
+    func score(_ requests: [(index: Int, head: H2RequestHead, body: UnsafeRawBufferPointer)], bodies: [UnsafeRawBufferPointer],
+               ready: Bool, into responses: inout [H2Response?]) {
+        let snapshot = registry.snapshot
+        var batch: [(index: Int, job: Job)] = []
+        for r in requests {
+            switch prepare(r.head, body: r.body, snapshot: snapshot, ready: ready) {
+            case .answered(let response): responses[r.index] = response
+            case .job(let job) where job.encoding == .binary && job.request.candidates <= Self.batchableCandidates:
+                batch.append((r.index, job))
+            case .job(let job): responses[r.index] = score(job, body: r.body, backbone: snapshot!.backbone)  // a job implies a snapshot
+            }
+        }
+        if !batch.isEmpty { score(batch: batch, bodies: bodies, backbone: snapshot!.backbone, into: &responses) }
     }
 
     /// Jobs that arrived together (binary, small): the backbone runs once for all of them,
@@ -161,12 +180,20 @@ final class Scorer: Sendable {
             metrics.inferenceDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - inferenceStart))
             metrics.candidatesScored.increment(by: candidates)
             metrics.batchRequests.record(scored.count)
-            var offset = 0
+            var offset = 0, run = (scene: "", ok: 0)
             for m in scored {
                 let count = m.job.request.candidates * m.job.outputs
-                responses[m.index] = finish(m.job, scores: UnsafeMutableBufferPointer(rebasing: scores[offset..<(offset + count)]))
+                let response = finish(m.job, scores: UnsafeMutableBufferPointer(rebasing: scores[offset..<(offset + count)]))
+                responses[m.index] = response
                 offset += count
+                // Requests are ordered by version, so one scene's are consecutive: one count each.
+                if m.job.scene != run.scene {
+                    if run.ok > 0 { metrics.countRequest(scene: run.scene, status: 200, count: run.ok) }
+                    run = (m.job.scene, 0)
+                }
+                if response.status == 200 { run.ok += 1 }
             }
+            if run.ok > 0 { metrics.countRequest(scene: run.scene, status: 200, count: run.ok) }
         }
     }
 
@@ -194,7 +221,8 @@ final class Scorer: Sendable {
                                      itemDense: UnsafeRawBufferPointer(start: idense, count: 4 * n * spec.itemDense)))
     }
 
-    /// Post-processes (plugin), encodes a job's scores and records it.
+    /// Post-processes (plugin), encodes a job's scores and records its latency; the caller counts
+    /// the 200s (a failing plugin's problem is counted here).
     private func finish(_ job: Job, scores: UnsafeMutableBufferPointer<Float>) -> H2Response {
         let head = job.version.head
         let n = job.request.candidates
@@ -211,7 +239,6 @@ final class Scorer: Sendable {
                                  headVersion: head.spec.version, outputs: head.spec.outputs, scores: UnsafeBufferPointer(scores),
                                  candidates: n, into: &body)
         metrics.requestDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - job.start))
-        metrics.countRequest(scene: job.scene, status: 200)
         return H2Response(status: 200, headers: [("content-type", job.encoding.contentType),
                                                  ("x-scenescore-head-version", WireCodec.headVersionHeader(head.spec.version))],
                           body: body)

@@ -29,7 +29,7 @@ public final class ScoringApp: H2RequestHandler {
         self.scorer = scorer
         let ready = self.ready
         self.batchQueue = maxQueueDelayMicroseconds > 0
-            ? BatchQueue(delay: .microseconds(Int64(maxQueueDelayMicroseconds)), scorer: scorer, registry: registry,
+            ? BatchQueue(delay: .microseconds(Int64(maxQueueDelayMicroseconds)), scorer: scorer,
                          isReady: { ready.withLockedValue { $0 } && registry.snapshot != nil })
             : nil
     }
@@ -112,26 +112,12 @@ public final class ScoringApp: H2RequestHandler {
     public func respond(toBatch requests: [H2CompletedRequest]) -> [H2Response] {
         if requests.count == 1 { return [respond(to: requests[0].head, body: requests[0].body)] }
         var responses = [H2Response?](repeating: nil, count: requests.count)
-        var batch: [(index: Int, job: Scorer.Job)] = []
-        let snapshot = registry.snapshot, ready = isReady
+        var scoring: [(index: Int, head: H2RequestHead, body: UnsafeRawBufferPointer)] = []
         for (i, r) in requests.enumerated() {
             guard let route = Route(path: r.head.path) else { responses[i] = Responses.problem(.notFound(path: r.head.path)); continue }
-            guard route == .score, r.head.method == "POST" else {
-                responses[i] = respond(route, r.head, body: r.body)
-                continue
-            }
-            switch scorer.prepare(r.head, body: r.body, snapshot: snapshot, ready: ready) {
-            case .answered(let response):
-                responses[i] = response
-            case .job(let job) where job.encoding == .binary && job.request.candidates <= Scorer.batchableCandidates:
-                batch.append((i, job))
-            case .job(let job):
-                responses[i] = scorer.score(job, body: r.body, backbone: snapshot!.backbone)
-            }
+            if route == .score && r.head.method == "POST" { scoring.append((i, r.head, r.body)) } else { responses[i] = respond(route, r.head, body: r.body) }
         }
-        if !batch.isEmpty {
-            scorer.score(batch: batch, bodies: requests.map(\.body), backbone: snapshot!.backbone, into: &responses)
-        }
+        if !scoring.isEmpty { scorer.score(scoring, bodies: requests.map(\.body), ready: isReady, into: &responses) }
         return responses.map { $0! }
     }
 
