@@ -8,6 +8,16 @@ public struct FieldSpec: Codable, Sendable, Equatable {
     public init(name: String, vocab: Int, dim: Int) { self.name = name; self.vocab = vocab; self.dim = dim }
 }
 
+/// The backbone's explicit feature interaction: a user tower over the context part and an
+/// item tower over the item part of layer 0's input, each a linear map to `dim` values, whose
+/// vectors a head combines bilinearly (uᵀ A v, A per scene and output).
+public struct InteractionSpec: Codable, Sendable, Equatable {
+    public static let twoTower = "two_tower"
+    public var kind: String
+    public var dim: Int
+    public init(kind: String = InteractionSpec.twoTower, dim: Int) { self.kind = kind; self.dim = dim }
+}
+
 /// `scenescore.spec` of a backbone file (Proto/MODEL-FORMAT.md).
 public struct BackboneSpec: Codable, Sendable, Equatable {
     public var contextFields: [FieldSpec]
@@ -16,18 +26,23 @@ public struct BackboneSpec: Codable, Sendable, Equatable {
     public var itemDense: Int
     public var hidden: [Int]
     public var activation: String
+    /// nil: no towers (files written before the field existed).
+    public var interaction: InteractionSpec?
 
     enum CodingKeys: String, CodingKey {
         case contextFields = "context_fields", contextDense = "context_dense"
-        case itemFields = "item_fields", itemDense = "item_dense", hidden, activation
+        case itemFields = "item_fields", itemDense = "item_dense", hidden, activation, interaction
     }
 
     public init(contextFields: [FieldSpec], contextDense: Int, itemFields: [FieldSpec],
-                itemDense: Int, hidden: [Int], activation: String = "relu") {
+                itemDense: Int, hidden: [Int], activation: String = "relu", interaction: InteractionSpec? = nil) {
         self.contextFields = contextFields; self.contextDense = contextDense
         self.itemFields = itemFields; self.itemDense = itemDense
-        self.hidden = hidden; self.activation = activation
+        self.hidden = hidden; self.activation = activation; self.interaction = interaction
     }
+
+    /// Width of the towers' vectors u and v (0 without towers).
+    public var interactionDim: Int { interaction?.dim ?? 0 }
 
     /// Width of the context part of layer 0's input: context embeddings then context dense.
     public var contextWidth: Int { contextFields.reduce(0) { $0 + $1.dim } + contextDense }
@@ -49,6 +64,13 @@ public struct BackboneSpec: Codable, Sendable, Equatable {
         let names = (contextFields + itemFields).map(\.name)
         guard Set(names).count == names.count else { throw bad("field names repeat: \(names)") }
         guard contextDense >= 0, contextDense <= 4096, itemDense >= 0, itemDense <= 4096 else { throw bad("dense widths out of range") }
+        if let interaction {
+            guard interaction.kind == InteractionSpec.twoTower else {
+                throw bad("interaction kind '\(interaction.kind)' is not supported (\(InteractionSpec.twoTower))")
+            }
+            guard interaction.dim > 0, interaction.dim <= 256 else { throw bad("interaction dim \(interaction.dim) must be 1…256") }
+            guard contextWidth > 0 else { throw bad("interaction two_tower needs context features for its user tower") }
+        }
     }
 }
 
@@ -61,11 +83,24 @@ public struct HeadSpec: Codable, Sendable, Equatable {
     public var bottleneck: Int
     public var tower: [Int]
     public var outputs: [String]
+    /// k of the per-scene interaction adapter (one k × k matrix per output between the
+    /// backbone's user and item vectors); 0: none. Must equal the backbone's interaction dim.
+    public var interaction: Int
+
+    enum CodingKeys: String, CodingKey { case scene, version, parent, input, bottleneck, tower, outputs, interaction }
 
     public init(scene: String, version: String, parent: String = "", input: Int, bottleneck: Int,
-                tower: [Int], outputs: [String]) {
+                tower: [Int], outputs: [String], interaction: Int = 0) {
         self.scene = scene; self.version = version; self.parent = parent; self.input = input
-        self.bottleneck = bottleneck; self.tower = tower; self.outputs = outputs
+        self.bottleneck = bottleneck; self.tower = tower; self.outputs = outputs; self.interaction = interaction
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(scene, forKey: .scene); try c.encode(version, forKey: .version); try c.encode(parent, forKey: .parent)
+        try c.encode(input, forKey: .input); try c.encode(bottleneck, forKey: .bottleneck); try c.encode(tower, forKey: .tower)
+        try c.encode(outputs, forKey: .outputs)
+        if interaction != 0 { try c.encode(interaction, forKey: .interaction) }  // old readers' specs stay as they were
     }
 
     public init(from decoder: any Decoder) throws {
@@ -77,6 +112,7 @@ public struct HeadSpec: Codable, Sendable, Equatable {
         bottleneck = try c.decode(Int.self, forKey: .bottleneck)
         tower = try c.decodeIfPresent([Int].self, forKey: .tower) ?? []
         outputs = try c.decode([String].self, forKey: .outputs)
+        interaction = try c.decodeIfPresent(Int.self, forKey: .interaction) ?? 0
     }
 
     /// Scene names as the wire format allows them: 1…64 of [a-z0-9_-].
@@ -92,6 +128,7 @@ public struct HeadSpec: Codable, Sendable, Equatable {
         guard !outputs.isEmpty, outputs.count <= 64, outputs.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 255 }) else {
             throw bad("outputs must be 1…64 names of 1…255 bytes")
         }
+        guard interaction >= 0, interaction <= 256 else { throw bad("interaction \(interaction) must be 0…256") }
     }
 }
 
