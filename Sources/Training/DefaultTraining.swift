@@ -12,6 +12,12 @@ public enum DefaultTraining {
     public static let fraction = 0.05
     public static let seed: UInt64 = 1
     public static let rho = 0.8
+    /// The serving schema with a two-tower interaction of width 16.
+    public static let backboneSpec: BackboneSpec = {
+        var spec = DefaultModel.backboneSpec
+        spec.interaction = InteractionSpec(dim: 16)
+        return spec
+    }()
 
     @discardableResult
     public static func train(to directory: String, log: (String) -> Void = { _ in }) throws -> MethodScores {

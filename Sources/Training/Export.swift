@@ -36,7 +36,7 @@ public enum ModelExport {
             let tensors = head.tensors()
             let spec = HeadSpec(scene: scene, version: "\(scene)-\(summary.method)-\(backboneHash.prefix(8))",
                                 parent: versions[parent] ?? parent, input: backbone.outputWidth,
-                                bottleneck: bottleneck, tower: tower, outputs: ["click"])
+                                bottleneck: bottleneck, tower: tower, outputs: ["click"], interaction: head.interactionDim)
             versions[scene] = spec.version
             _ = try SafeTensorsWriter.write(tensors, metadata: try metadata("head", spec), to: "\(directory)/heads/\(scene).safetensors")
         }

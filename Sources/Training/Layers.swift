@@ -111,9 +111,10 @@ final class Linear: @unchecked Sendable {
         repack()
     }
 
-    /// He-initialised weights, constant bias.
-    convenience init(inputs: Int, outputs: Int, bias: Float = 0, workers: Int, rng: inout Random) {
-        let scale = (2 / Double(inputs)).squareRoot()
+    /// He-initialised weights (variance gain / inputs; 2 for a ReLU layer, 1 for a linear
+    /// one), constant bias.
+    convenience init(inputs: Int, outputs: Int, bias: Float = 0, gain: Double = 2, workers: Int, rng: inout Random) {
+        let scale = (gain / Double(inputs)).squareRoot()
         self.init(inputs: inputs, outputs: outputs, weight: (0..<(inputs * outputs)).map { _ in Float(rng.normal() * scale) },
                   bias: [Float](repeating: bias, count: outputs), workers: workers)
     }
@@ -215,6 +216,22 @@ final class EmbeddingTable: @unchecked Sendable {
                 mp[j] = o.beta1 * mp[j] + (1 - o.beta1) * gj
                 vp[j] = o.beta2 * vp[j] + (1 - o.beta2) * gj * gj
                 x[j] -= o.learningRate * (mp[j] / c1) / ((vp[j] / c2).squareRoot() + o.epsilon)
+                g[j] = 0
+            }
+            isTouched[Int(r)] = false
+        }
+        touched.removeAll(keepingCapacity: true)
+    }
+
+    /// Plain SGD with L2 decay on the touched rows, then clears the gradient. For rows seen a
+    /// few dozen times with noisy gradients (users) — a ridge fit, which Adam's per-coordinate
+    /// normalisation would turn into sign descent that L2 cannot balance.
+    func updateSGD(learningRate lr: Float, decay: Float) {
+        let x = value.pointer, g = gradient.pointer
+        for r in touched {
+            let base = Int(r) * dim
+            for j in base..<(base + dim) {
+                x[j] -= lr * (g[j] + decay * x[j])
                 g[j] = 0
             }
             isTouched[Int(r)] = false

@@ -9,8 +9,14 @@ final class BackboneNet: @unchecked Sendable {
     /// Context fields then item fields, in spec order.
     let tables: [EmbeddingTable]
     let layers: [Linear]
+    /// The two-tower interaction (spec `interaction`): u = user tower(context part of the
+    /// layer-0 input), v = item tower(item part), both linear; nil without one.
+    let userTower: Linear?, itemTower: Linear?
     var trainable = true {
-        didSet { tables.forEach { $0.trainable = trainable }; layers.forEach { $0.trainable = trainable } }
+        didSet {
+            tables.forEach { $0.trainable = trainable }
+            (layers + towers).forEach { $0.trainable = trainable }
+        }
     }
 
     init(spec: BackboneSpec, workers: Int, rng: inout Random) {
@@ -23,20 +29,31 @@ final class BackboneNet: @unchecked Sendable {
             width = out
         }
         self.layers = layers
+        if let k = spec.interaction?.dim {
+            userTower = Linear(inputs: spec.contextWidth, outputs: k, gain: 1, workers: workers, rng: &rng)
+            itemTower = Linear(inputs: spec.itemWidth, outputs: k, gain: 1, workers: workers, rng: &rng)
+        } else {
+            userTower = nil; itemTower = nil
+        }
     }
 
-    private init(spec: BackboneSpec, tables: [EmbeddingTable], layers: [Linear]) {
+    private init(spec: BackboneSpec, tables: [EmbeddingTable], layers: [Linear], userTower: Linear?, itemTower: Linear?) {
         self.spec = spec; self.tables = tables; self.layers = layers
+        self.userTower = userTower; self.itemTower = itemTower
     }
 
     /// A deep copy (e.g. to fine-tune a pretrained backbone while keeping the original).
     func copy(workers: Int) -> BackboneNet {
         BackboneNet(spec: spec, tables: tables.map { EmbeddingTable(vocab: $0.vocab, dim: $0.dim, values: $0.value.array) },
-                    layers: layers.map { $0.copy(workers: workers) })
+                    layers: layers.map { $0.copy(workers: workers) },
+                    userTower: userTower?.copy(workers: workers), itemTower: itemTower?.copy(workers: workers))
     }
 
     var inputWidth: Int { spec.contextWidth + spec.itemWidth }
     var outputWidth: Int { spec.outputWidth }
+    /// k of the towers (0: none).
+    var interactionDim: Int { spec.interactionDim }
+    var towers: [Linear] { [userTower, itemTower].compactMap { $0 } }
 
     /// Writes row `r` of `data` as the layer-0 input: context embeddings, context dense, item
     /// embeddings, item dense — the order the server concatenates them in. `dropItemIDs`
@@ -95,19 +112,30 @@ final class BackboneNet: @unchecked Sendable {
             out.append(.init(name: "mlp.\(i).weight", shape: [l.outputs, l.inputs], values: l.weight.value.array))
             out.append(.init(name: "mlp.\(i).bias", shape: [l.outputs], values: l.bias.value.array))
         }
+        for (name, tower) in [("user_tower", userTower), ("item_tower", itemTower)] {
+            guard let tower else { continue }
+            out.append(.init(name: "\(name).weight", shape: [tower.outputs, tower.inputs], values: tower.weight.value.array))
+            out.append(.init(name: "\(name).bias", shape: [tower.outputs], values: tower.bias.value.array))
+        }
         return out
     }
 }
 
 /// The trainable adapter head: a = relu(D h + b_D); h' = h + U a + b_U; a ReLU tower; one
-/// logit per output (sigmoid at serving time).
+/// logit per output (sigmoid at serving time), plus uᵀ A_o v with the backbone's tower vectors
+/// when the head has an interaction adapter.
 final class HeadNet: @unchecked Sendable {
     let down: Linear, up: Linear
     let tower: [Linear]
     let output: Linear
+    /// The per-scene interaction adapter: one k × k matrix per output (outputs × k × k,
+    /// row-major), starting at the identity — the sources' interaction; nil: none.
+    let interaction: Parameter?
+    let interactionDim: Int
     var layers: [Linear] { [down, up] + tower + [output] }
 
-    init(input: Int, bottleneck: Int, tower widths: [Int], outputs: Int, baseRate: Double, workers: Int, rng: inout Random) {
+    init(input: Int, bottleneck: Int, tower widths: [Int], outputs: Int, interaction k: Int = 0, baseRate: Double,
+         workers: Int, rng: inout Random) {
         down = Linear(inputs: input, outputs: bottleneck, workers: workers, rng: &rng)
         // U starts at zero: the adapter begins as the identity on h (a residual adapter's usual start).
         up = Linear(inputs: bottleneck, outputs: input, weight: [Float](repeating: 0, count: input * bottleneck),
@@ -122,19 +150,37 @@ final class HeadNet: @unchecked Sendable {
         let rate = min(max(baseRate, 1e-4), 1 - 1e-4)
         output = Linear(inputs: width, outputs: outputs, weight: [Float](repeating: 0, count: width * outputs),
                         bias: [Float](repeating: Float(Foundation.log(rate / (1 - rate))), count: outputs), workers: workers)
+        interactionDim = k
+        if k > 0 {
+            let identity = (0..<(outputs * k * k)).map { i -> Float in (i % (k * k)) % (k + 1) == 0 ? 1 : 0 }
+            interaction = Parameter(identity, workers: workers)
+            interaction!.anchor = identity  // decay pulls towards "the target interacts like the sources"
+        } else {
+            interaction = nil
+        }
     }
 
-    private init(down: Linear, up: Linear, tower: [Linear], output: Linear) {
+    private init(down: Linear, up: Linear, tower: [Linear], output: Linear, interaction: Parameter?, interactionDim: Int) {
         self.down = down; self.up = up; self.tower = tower; self.output = output
+        self.interaction = interaction; self.interactionDim = interactionDim
     }
 
     func copy(workers: Int) -> HeadNet {
-        HeadNet(down: down.copy(workers: workers), up: up.copy(workers: workers),
-                tower: tower.map { $0.copy(workers: workers) }, output: output.copy(workers: workers))
+        let a = interaction.map { p in
+            let c = Parameter(p.value.array, workers: workers)
+            c.anchor = p.anchor
+            return c
+        }
+        return HeadNet(down: down.copy(workers: workers), up: up.copy(workers: workers),
+                       tower: tower.map { $0.copy(workers: workers) }, output: output.copy(workers: workers),
+                       interaction: a, interactionDim: interactionDim)
     }
 
     /// Pulls weight decay towards the current weights (L2-SP fine-tuning from a source head).
-    func anchorToCurrentWeights() { for l in layers { l.weight.anchor = l.weight.value.array } }
+    func anchorToCurrentWeights() {
+        for l in layers { l.weight.anchor = l.weight.value.array }
+        interaction?.anchor = interaction?.value.array
+    }
 
     func tensors() -> [SafeTensorsWriter.Tensor] {
         var out: [SafeTensorsWriter.Tensor] = []
@@ -145,6 +191,10 @@ final class HeadNet: @unchecked Sendable {
         add("adapter.down", down); add("adapter.up", up)
         for (j, t) in tower.enumerated() { add("tower.\(j)", t) }
         add("output", output)
+        if let interaction {
+            out.append(.init(name: "interaction.weight", shape: [output.outputs, interactionDim, interactionDim],
+                             values: interaction.value.array))
+        }
         return out
     }
 }

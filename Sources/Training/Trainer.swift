@@ -14,6 +14,15 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var embeddingLearningRate: Float = 0.02
     /// L2 decay on the embedding rows a batch touches.
     public var embeddingDecay: Float = 1e-6
+    /// L2 decay on context-field (user) rows: a user is seen a few dozen times, so its vector
+    /// may need a stronger pull towards zero than an item's.
+    public var contextEmbeddingDecay: Float = 1e-6
+    /// > 0: context-field rows train with plain SGD at this step (on the batch-mean loss)
+    /// instead of lazy Adam — see `EmbeddingTable.updateSGD`.
+    public var contextEmbeddingSGD: Float = 0
+    /// L2 decay of a head's interaction adapter towards its anchor (the identity, or the
+    /// source head's matrix when fine-tuning).
+    public var interactionDecay: Float = 1e-2
     /// μ: weight of the discriminator's loss (method e); the backbone receives −λ(p)·μ·∂L_d/∂h.
     public var discriminatorWeight: Float = 0.01
     public var discriminatorHidden: Int = 64
@@ -116,11 +125,21 @@ final class Trainer: @unchecked Sendable {
             var embeddingOptions = o.adam
             embeddingOptions.weightDecay = o.embeddingDecay
             embeddingOptions.learningRate = o.embeddingLearningRate
-            updates += backbone.tables.map { .table($0, embeddingOptions) }
-            updates += backbone.layers.map { .layer($0, o.adam) }
+            var contextOptions = embeddingOptions
+            contextOptions.weightDecay = o.contextEmbeddingDecay
+            updates += backbone.tables.enumerated().map { f, t in
+                guard f < backbone.spec.contextFields.count else { return .table(t, embeddingOptions) }
+                return o.contextEmbeddingSGD > 0 ? .sgdTable(t, o.contextEmbeddingSGD, o.contextEmbeddingDecay) : .table(t, contextOptions)
+            }
+            updates += (backbone.layers + backbone.towers).map { .layer($0, o.adam) }
         }
         let usedHeads = Set(batch.map { parts[Int($0.part)].head }.filter { $0 >= 0 })
-        for h in usedHeads.sorted() { updates += heads[h].layers.map { .layer($0, o.adam) } }
+        var interactionOptions = o.adam
+        interactionOptions.weightDecay = o.interactionDecay
+        for h in usedHeads.sorted() {
+            updates += heads[h].layers.map { .layer($0, o.adam) }
+            if let a = heads[h].interaction { updates.append(.parameter(a, interactionOptions)) }
+        }
         if let d = discriminator, backbone.trainable {
             var plain = o.adam
             plain.weightDecay = 0
@@ -131,6 +150,8 @@ final class Trainer: @unchecked Sendable {
             switch jobs[i] {
             case .table(let t, let options): t.update(step: step, options: options)
             case .layer(let l, let options): l.update(step: step, options: options)
+            case .parameter(let p, let options): p.update(step: step, options: options)
+            case .sgdTable(let t, let rate, let decay): t.updateSGD(learningRate: rate, decay: decay)
             }
         }
         return loss
@@ -145,8 +166,8 @@ final class Trainer: @unchecked Sendable {
                    discriminatorWeight: Float, reversal: Float) -> (Double, Double) {
         let n = batch.count, perWorker = (n + workers - 1) / workers
         let sliceCount = (n + perWorker - 1) / perWorker
-        heads.forEach { h in h.layers.forEach { $0.zeroGradients() } }
-        backbone.layers.forEach { $0.zeroGradients() }
+        heads.forEach { h in h.layers.forEach { $0.zeroGradients() }; h.interaction?.zeroGradients() }
+        (backbone.layers + backbone.towers).forEach { $0.zeroGradients() }
         discriminator?.layers.forEach { $0.zeroGradients() }
         let scale = 1 / Float(n)
         for s in scratch { s.loss = 0; s.discLoss = 0; s.flops = 0 }  // idle workers must not report a stale loss
@@ -177,11 +198,17 @@ final class Trainer: @unchecked Sendable {
     /// One worker's slice: forward, loss, backward into its own gradient buffers.
     private func workerStep(_ rows: [(part: Int32, row: Int32)], drop: [Bool], parts: [TrainingPart], cache: [FloatBuffer]?, worker w: Int,
                             lossScale: Float, discriminatorWeight: Float, reversal: Float) {
-        let s = scratch[w], m = rows.count, H = backbone.outputWidth
-        let h = forwardBackbone(rows.map { (parts[Int($0.part)].data, Int($0.row)) }, drop: drop, cache: cache.map { c in
+        let s = scratch[w], m = rows.count, H = backbone.outputWidth, k = backbone.interactionDim
+        let out = forwardBackbone(rows.map { (parts[Int($0.part)].data, Int($0.row)) }, drop: drop, cache: cache.map { c in
             rows.map { (c[Int($0.part)], Int($0.row)) } }, scratch: s)
+        let h = out.h
         s.dh.reserve(m * H)
         s.dh.zero(m * H)
+        let towerGradients = k > 0 && backbone.trainable
+        if towerGradients {
+            s.du.reserve(m * k); s.du.zero(m * k)
+            s.dv.reserve(m * k); s.dv.zero(m * k)
+        }
         // Heads, one contiguous segment per part (the batch is sorted by part).
         var start = 0
         while start < m {
@@ -190,8 +217,9 @@ final class Trainer: @unchecked Sendable {
             let part = parts[Int(rows[start].part)]
             if part.head < 0 { start = end; continue }  // unlabeled rows: discriminator only
             let labels = rows[start..<end].map { part.data.labels[Int($0.row)] }
-            headStep(heads[part.head], h: h + start * H, rows: end - start, labels: labels,
-                     weight: part.weight * lossScale, scratch: s, worker: w, dh: s.dh.pointer + start * H)
+            headStep(heads[part.head], out.rows(from: start, width: H, k: k), rows: end - start, labels: labels,
+                     weight: part.weight * lossScale, scratch: s, worker: w, dh: s.dh.pointer + start * H,
+                     du: towerGradients ? s.du.pointer + start * k : nil, dv: towerGradients ? s.dv.pointer + start * k : nil)
             start = end
         }
         if let d = discriminator, backbone.trainable {
@@ -201,19 +229,40 @@ final class Trainer: @unchecked Sendable {
         if backbone.trainable { backwardBackbone(rows: m, scratch: s, worker: w) }
     }
 
-    /// Layer-0 inputs and the backbone's activations for `rows`; returns h (rows × H). With a
-    /// cache (frozen backbone), h is copied from it.
-    private func forwardBackbone(_ rows: [(Impressions, Int)], drop: [Bool] = [], cache: [(FloatBuffer, Int)]?, scratch s: WorkerScratch) -> UnsafeMutablePointer<Float> {
-        let m = rows.count, H = backbone.outputWidth
+    /// Layer-0 inputs and the backbone's activations for `rows`; returns h (rows × H) and the
+    /// towers' u, v (rows × k). With a cache (frozen backbone: rows of [h | u | v]), they are
+    /// copied from it.
+    private func forwardBackbone(_ rows: [(Impressions, Int)], drop: [Bool] = [], cache: [(FloatBuffer, Int)]?, scratch s: WorkerScratch) -> BackboneRows {
+        let m = rows.count, H = backbone.outputWidth, k = backbone.interactionDim
         if let cache {
-            s.cachedH.reserve(m * H)
-            for (i, (buf, r)) in cache.enumerated() { (s.cachedH.pointer + i * H).update(from: buf.pointer + r * H, count: H) }
-            return s.cachedH.pointer
+            let F = H + 2 * k
+            s.cachedH.reserve(m * H); s.u.reserve(m * k); s.v.reserve(m * k)
+            for (i, (buf, r)) in cache.enumerated() {
+                let row = buf.pointer + r * F
+                (s.cachedH.pointer + i * H).update(from: row, count: H)
+                if k > 0 {
+                    (s.u.pointer + i * k).update(from: row + H, count: k)
+                    (s.v.pointer + i * k).update(from: row + H + k, count: k)
+                }
+            }
+            return BackboneRows(h: s.cachedH.pointer, u: k > 0 ? s.u.pointer : nil, v: k > 0 ? s.v.pointer : nil)
         }
         let width = backbone.inputWidth
         s.x0.reserve(m * width)
         for (i, (data, r)) in rows.enumerated() {
             backbone.gatherInput(data, row: r, dropItemIDs: !drop.isEmpty && drop[i], into: s.x0.pointer + i * width)
+        }
+        if let userTower = backbone.userTower, let itemTower = backbone.itemTower {
+            // The towers read the context and item parts of the layer-0 input as their own matrices.
+            let cw = userTower.inputs, iw = itemTower.inputs
+            s.xc.reserve(m * cw); s.xi.reserve(m * iw); s.u.reserve(m * k); s.v.reserve(m * k)
+            for i in 0..<m {
+                (s.xc.pointer + i * cw).update(from: s.x0.pointer + i * width, count: cw)
+                (s.xi.pointer + i * iw).update(from: s.x0.pointer + i * width + cw, count: iw)
+            }
+            userTower.forward(s.xc.pointer, rows: m, into: s.u.pointer, activation: .identity)
+            itemTower.forward(s.xi.pointer, rows: m, into: s.v.pointer, activation: .identity)
+            s.flops += 2 * Double(m * (cw + iw) * k)
         }
         while s.acts.count < backbone.layers.count { s.acts.append(FloatBuffer(count: 0)) }
         var input = UnsafePointer(s.x0.pointer)
@@ -223,13 +272,16 @@ final class Trainer: @unchecked Sendable {
             s.flops += 2 * Double(m * layer.inputs * layer.outputs)
             input = UnsafePointer(s.acts[l].pointer)
         }
-        return s.acts[backbone.layers.count - 1].pointer
+        return BackboneRows(h: s.acts[backbone.layers.count - 1].pointer, u: k > 0 ? s.u.pointer : nil, v: k > 0 ? s.v.pointer : nil)
     }
 
-    /// Head forward, cross-entropy on the logit, head backward; adds dL/dh into `dh`.
-    private func headStep(_ head: HeadNet, h: UnsafeMutablePointer<Float>, rows m: Int, labels: [Float], weight: Float,
-                          scratch s: WorkerScratch, worker w: Int, dh: UnsafeMutablePointer<Float>) {
-        let logits = headForward(head, h: h, rows: m, scratch: s)
+    /// Head forward, cross-entropy on the logit, head backward; adds dL/dh into `dh` (and
+    /// dL/du, dL/dv into `du`, `dv` when given).
+    private func headStep(_ head: HeadNet, _ input: BackboneRows, rows m: Int, labels: [Float], weight: Float,
+                          scratch s: WorkerScratch, worker w: Int, dh: UnsafeMutablePointer<Float>,
+                          du: UnsafeMutablePointer<Float>?, dv: UnsafeMutablePointer<Float>?) {
+        let h = input.h
+        let logits = headForward(head, input, rows: m, scratch: s)
         let K = head.output.outputs
         s.dLogits.reserve(m * K)
         s.dLogits.zero(m * K)
@@ -237,6 +289,11 @@ final class Trainer: @unchecked Sendable {
             let z = Double(logits[r * K]), y = Double(labels[r])
             s.loss += Double(weight) * RankingMetrics.crossEntropy(logit: z, label: y)
             s.dLogits.pointer[r * K] = weight * Float(sigmoid(z) - y)
+        }
+        if let a = head.interaction, let u = input.u, let v = input.v {
+            interactionBackward(a, k: head.interactionDim, outputs: K, u: u, v: v, rows: m, dLogits: s.dLogits.pointer,
+                                worker: w, du: du, dv: dv)
+            s.flops += 4 * Double(m * K * head.interactionDim * head.interactionDim)
         }
         // Output and tower, back to dL/dh'.
         let towerInputs = [s.h2.pointer] + s.tower.prefix(head.tower.count).map(\.pointer)
@@ -268,8 +325,8 @@ final class Trainer: @unchecked Sendable {
 
     /// The head's forward pass over h; returns the logits (rows × K) in scratch.
     @discardableResult
-    private func headForward(_ head: HeadNet, h: UnsafeMutablePointer<Float>, rows m: Int, scratch s: WorkerScratch) -> UnsafeMutablePointer<Float> {
-        let H = head.up.outputs
+    private func headForward(_ head: HeadNet, _ input: BackboneRows, rows m: Int, scratch s: WorkerScratch) -> UnsafeMutablePointer<Float> {
+        let H = head.up.outputs, h = input.h
         s.a.reserve(m * head.down.outputs)
         head.down.forward(h, rows: m, into: s.a.pointer, activation: .relu)
         s.h2.reserve(m * H)
@@ -284,7 +341,51 @@ final class Trainer: @unchecked Sendable {
         s.logits.reserve(m * head.output.outputs)
         head.output.forward(x, rows: m, into: s.logits.pointer, activation: .identity)
         s.flops += 2 * Double(m) * Double(head.layers.reduce(0) { $0 + $1.inputs * $1.outputs })
+        if let a = head.interaction, let u = input.u, let v = input.v {
+            // logit_o += uᵀ A_o v
+            let k = head.interactionDim, K = head.output.outputs
+            for r in 0..<m {
+                let ur = u + r * k, vr = v + r * k
+                for o in 0..<K {
+                    let ao = a.value.pointer + o * k * k
+                    var sum: Float = 0
+                    for i in 0..<k {
+                        var av: Float = 0
+                        for j in 0..<k { av += ao[i * k + j] * vr[j] }
+                        sum += ur[i] * av
+                    }
+                    s.logits.pointer[r * K + o] += sum
+                }
+            }
+            s.flops += 2 * Double(m * K * k * k)
+        }
         return s.logits.pointer
+    }
+
+    /// Backprop of logit_o += uᵀ A_o v: dA_o += g·u vᵀ (into `worker`'s gradient), du += g·A_o v,
+    /// dv += g·A_oᵀ u.
+    private func interactionBackward(_ a: Parameter, k: Int, outputs K: Int, u: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                                     rows m: Int, dLogits: UnsafePointer<Float>, worker w: Int,
+                                     du: UnsafeMutablePointer<Float>?, dv: UnsafeMutablePointer<Float>?) {
+        let ga = a.workerGradients[w].pointer
+        for r in 0..<m {
+            let ur = u + r * k, vr = v + r * k
+            for o in 0..<K {
+                let g = dLogits[r * K + o]
+                if g == 0 { continue }
+                let ao = a.value.pointer + o * k * k, gao = ga + o * k * k
+                for i in 0..<k {
+                    let gu = g * ur[i]
+                    var av: Float = 0
+                    for j in 0..<k {
+                        av += ao[i * k + j] * vr[j]
+                        gao[i * k + j] += gu * vr[j]
+                        dv?[r * k + j] += gu * ao[i * k + j]
+                    }
+                    du?[r * k + i] += g * av
+                }
+            }
+        }
     }
 
     /// Softmax cross-entropy of the discriminator on h; its own gradients as usual, and
@@ -328,6 +429,19 @@ final class Trainer: @unchecked Sendable {
             s.flops += 4 * Double(m * layer.inputs * layer.outputs)
             dy = dxBuf.pointer
         }
+        if let userTower = backbone.userTower, let itemTower = backbone.itemTower {
+            // The towers' input gradients join the MLP's in their columns of dL/d(layer-0 input).
+            let cw = userTower.inputs, iw = itemTower.inputs, width = backbone.inputWidth
+            s.dxc.reserve(m * cw); s.dxi.reserve(m * iw)
+            userTower.backward(s.xc.pointer, s.du.pointer, rows: m, worker: w, scratch: s.transpose, dx: s.dxc.pointer)
+            itemTower.backward(s.xi.pointer, s.dv.pointer, rows: m, worker: w, scratch: s.transpose, dx: s.dxi.pointer)
+            for i in 0..<m {
+                let row = s.dx0.pointer + i * width
+                for j in 0..<cw { row[j] += s.dxc.pointer[i * cw + j] }
+                for j in 0..<iw { row[cw + j] += s.dxi.pointer[i * iw + j] }
+            }
+            s.flops += 4 * Double(m * (cw + iw) * backbone.interactionDim)
+        }
     }
 
     @inline(__always)
@@ -337,12 +451,20 @@ final class Trainer: @unchecked Sendable {
 
     // MARK: Inference
 
-    /// h for every row of `data` (rows × H).
+    /// [h | u | v] for every row of `data` (rows × (H + 2k)): what a head reads of the backbone.
     func hidden(_ data: Impressions) -> FloatBuffer {
-        let H = backbone.outputWidth, out = FloatBuffer(count: data.count * H)
+        let H = backbone.outputWidth, k = backbone.interactionDim, F = H + 2 * k
+        let out = FloatBuffer(count: data.count * F)
         forEachChunk(data.count) { lo, hi, s in
-            let h = forwardBackbone((lo..<hi).map { (data, $0) }, cache: nil, scratch: s)
-            (out.pointer + lo * H).update(from: h, count: (hi - lo) * H)
+            let rows = forwardBackbone((lo..<hi).map { (data, $0) }, cache: nil, scratch: s)
+            for r in 0..<(hi - lo) {
+                let dst = out.pointer + (lo + r) * F
+                dst.update(from: rows.h + r * H, count: H)
+                if let u = rows.u, let v = rows.v {
+                    (dst + H).update(from: u + r * k, count: k)
+                    (dst + H + k).update(from: v + r * k, count: k)
+                }
+            }
         }
         return out
     }
@@ -351,8 +473,8 @@ final class Trainer: @unchecked Sendable {
     func predict(_ data: Impressions, head: Int) -> [Float] {
         let out = FloatBuffer(count: data.count), K = heads[head].output.outputs
         forEachChunk(data.count) { lo, hi, s in
-            let h = forwardBackbone((lo..<hi).map { (data, $0) }, cache: nil, scratch: s)
-            let logits = headForward(heads[head], h: h, rows: hi - lo, scratch: s)
+            let rows = forwardBackbone((lo..<hi).map { (data, $0) }, cache: nil, scratch: s)
+            let logits = headForward(heads[head], rows, rows: hi - lo, scratch: s)
             for r in 0..<(hi - lo) { out.pointer[lo + r] = logits[r * K] }
         }
         return out.array
@@ -375,10 +497,25 @@ final class Trainer: @unchecked Sendable {
 private enum Update: Sendable {
     case table(EmbeddingTable, AdamOptions)
     case layer(Linear, AdamOptions)
+    case parameter(Parameter, AdamOptions)
+    case sgdTable(EmbeddingTable, Float, Float)
+}
+
+/// The backbone's outputs for a block of rows: h (rows × H) and, with towers, u and v (rows × k).
+struct BackboneRows {
+    let h: UnsafeMutablePointer<Float>
+    let u: UnsafeMutablePointer<Float>?, v: UnsafeMutablePointer<Float>?
+
+    /// The same outputs from row `start` on.
+    func rows(from start: Int, width H: Int, k: Int) -> BackboneRows {
+        BackboneRows(h: h + start * H, u: u.map { $0 + start * k }, v: v.map { $0 + start * k })
+    }
 }
 
 /// One worker's activations and gradients, reused across steps.
 final class WorkerScratch: @unchecked Sendable {
+    var xc = FloatBuffer(count: 0), xi = FloatBuffer(count: 0), dxc = FloatBuffer(count: 0), dxi = FloatBuffer(count: 0)
+    var u = FloatBuffer(count: 0), v = FloatBuffer(count: 0), du = FloatBuffer(count: 0), dv = FloatBuffer(count: 0)
     var x0 = FloatBuffer(count: 0), dx0 = FloatBuffer(count: 0)
     var acts: [FloatBuffer] = []
     var dPing = FloatBuffer(count: 0), dPong = FloatBuffer(count: 0)

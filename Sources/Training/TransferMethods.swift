@@ -34,7 +34,7 @@ public enum TransferMethod: String, Codable, CaseIterable, Sendable {
 
 /// Architecture and schedules of the transfer experiments.
 public struct ExperimentConfig: Codable, Sendable {
-    public var backbone = DefaultModel.backboneSpec
+    public var backbone = DefaultTraining.backboneSpec
     public var bottleneck = 32
     public var tower = [64]
     /// Method c's extra context field.
@@ -122,7 +122,7 @@ public final class TransferExperiment {
 
     func newHead(baseRate: Double, rng: inout Random) -> HeadNet {
         HeadNet(input: config.backbone.outputWidth, bottleneck: config.bottleneck, tower: config.tower, outputs: 1,
-                baseRate: baseRate, workers: workers, rng: &rng)
+                interaction: config.backbone.interactionDim, baseRate: baseRate, workers: workers, rng: &rng)
     }
 
     /// Multi-task pretraining on the sources, one head per source, optionally adversarial.
