@@ -59,7 +59,8 @@ public struct ModelReport: Encodable, Sendable {
                             candidatesPerSecond: Double(n) / seconds,
                             forwardGFLOPS: flops / seconds / 1e9, kernelGFLOPS: flops / kernelSeconds / 1e9))
         }
-        return ModelReport(model: "\(modelDirectory) (scene \(head.spec.scene), head \(head.spec.version))", rows: rows)
+        let interaction = head.spec.interaction > 0 ? ", interaction \(head.spec.interaction)" : ""
+        return ModelReport(model: "\(modelDirectory) (scene \(head.spec.scene), head \(head.spec.version)\(interaction))", rows: rows)
     }
 
     /// The GEMMs of one forward pass, in order (M, K, N).
@@ -72,6 +73,11 @@ public struct ModelReport: Encodable, Sendable {
         shapes.append(.init(m: n, k: h.bottleneck, n: width))
         for t in h.tower { shapes.append(.init(m: n, k: width, n: t)); width = t }
         shapes.append(.init(m: n, k: width, n: h.outputs.count))
+        // The towers run for heads with an interaction adapter: u, v, then w = uᵀ A (per output).
+        if h.interaction > 0 {
+            shapes += [.init(m: 1, k: b.contextWidth, n: h.interaction), .init(m: n, k: b.itemWidth, n: h.interaction),
+                       .init(m: 1, k: h.interaction, n: h.outputs.count * h.interaction)]
+        }
         return shapes
     }
 

@@ -12,6 +12,8 @@ public final class AdapterHead: Sendable {
     /// The output layer: plain rows when it is narrow (see `NarrowLayer`), else packed.
     let output: PackedWeights?
     let narrowOutput: NarrowLayer?
+    /// The per-output k × k interaction matrices, when the spec has them.
+    let interaction: InteractionAdapter?
 
     public convenience init(path: String, backbone: BackboneSpec) throws {
         try self.init(file: try SafeTensorsFile(path: path), backbone: backbone)
@@ -23,6 +25,12 @@ public final class AdapterHead: Sendable {
         try spec.validate(file: name)
         guard spec.input == backbone.outputWidth else {
             throw ModelLoadError(file: name, "spec input \(spec.input) does not match the backbone's output width \(backbone.outputWidth)")
+        }
+        if spec.interaction > 0, backbone.interaction == nil {
+            throw ModelLoadError(file: name, "spec interaction \(spec.interaction) needs a backbone with interaction towers; this backbone has none")
+        }
+        if spec.interaction > 0, spec.interaction != backbone.interactionDim {
+            throw ModelLoadError(file: name, "spec interaction \(spec.interaction) does not match the backbone's interaction dim \(backbone.interactionDim)")
         }
         var expected = Set<String>()
         func linear(_ prefix: String, out: Int, in k: Int) throws -> PackedWeights {
@@ -51,6 +59,14 @@ public final class AdapterHead: Sendable {
             output = try linear("output", out: spec.outputs.count, in: width)
             narrowOutput = nil
         }
+        if spec.interaction > 0 {
+            expected.insert("interaction.weight")
+            let k = spec.interaction, outputs = spec.outputs.count
+            let a = try file.floats("interaction.weight", shape: [outputs, k, k])
+            interaction = InteractionAdapter(dim: k, outputs: outputs, matrices: a)
+        } else {
+            interaction = nil
+        }
         if let extra = Set(file.tensors.keys).subtracting(expected).sorted().first {
             throw ModelLoadError(file: name, tensor: extra, "unexpected tensor for this head spec")
         }
@@ -61,6 +77,24 @@ public final class AdapterHead: Sendable {
 
     public var byteCount: Int {
         ([down, up] + tower + (output.map { [$0] } ?? [])).reduce(0) { $0 + $1.byteCount } + (narrowOutput?.byteCount ?? 0)
+            + (interaction?.packed.byteCount ?? 0)
+    }
+}
+
+/// A head's interaction adapter (HeadSpec.interaction): per output o a k × k matrix A_o, whose
+/// term uᵀ A_o v joins output o's logit. The matrices are packed side by side as one
+/// k × (outputs·k) matrix B[i][o·k + j] = A_o[i][j], so uᵀB is every output's w_o = A_oᵀ u at
+/// once — one GEMM for all requests of a head run; each candidate then adds v · w_o.
+struct InteractionAdapter: Sendable {
+    let dim: Int
+    let outputs: Int
+    let packed: PackedWeights
+
+    /// `matrices`: outputs × k × k, row-major (A_o[i][j] at (o·k + i)·k + j).
+    init(dim k: Int, outputs: Int, matrices a: [Float]) {
+        self.dim = k
+        self.outputs = outputs
+        packed = PackedWeights(k: k, n: outputs * k, bias: nil) { i, col in a[((col / k) * k + i) * k + col % k] }
     }
 }
 
@@ -82,25 +116,35 @@ final class NarrowLayer: Sendable {
         self.inputs = inputs
     }
 
-    /// out[r][j] = sigmoid(x[r] · w[j] + b[j]) for `rows` rows of x (row stride `stride`).
-    func sigmoid(_ x: UnsafePointer<Float>, rows: Int, stride: Int, into out: UnsafeMutablePointer<Float>, outStride: Int) {
-        let k = inputs, vectors = k / 8
+    /// out[r][j] = sigmoid(x[r] · w[j] + b[j] + addend[r][j]) for `rows` rows of x (row stride
+    /// `stride`); `addend` (e.g. the interaction logits), when given, has out's layout.
+    func sigmoid(_ x: UnsafePointer<Float>, rows: Int, stride: Int, addend: UnsafePointer<Float>? = nil,
+                 into out: UnsafeMutablePointer<Float>, outStride: Int) {
+        let k = inputs
         weights.withUnsafeBufferPointer { w in
             for r in 0..<rows {
                 let row = x + r * stride
                 for j in 0..<outputs {
-                    let wj = w.baseAddress! + j * k
-                    var acc = SIMD8<Float>(repeating: 0)
-                    for v in 0..<vectors {
-                        let a = UnsafeRawPointer(row + 8 * v).loadUnaligned(as: SIMD8<Float>.self)
-                        let b = UnsafeRawPointer(wj + 8 * v).loadUnaligned(as: SIMD8<Float>.self)
-                        acc.addProduct(a, b)
-                    }
-                    var sum = acc.sum() + bias[j]
-                    for i in (8 * vectors)..<k { sum += row[i] * wj[i] }
+                    var sum = dotProduct(row, w.baseAddress! + j * k, count: k) + bias[j]
+                    if let addend { sum += addend[r * outStride + j] }
                     out[r * outStride + j] = Activation.sigmoid.apply(sum)
                 }
             }
         }
     }
+}
+
+/// Σ a[i]·b[i] over `count` floats: 8-wide vectors, then the rest; any alignment.
+@inline(__always)
+func dotProduct(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count {
+        acc.addProduct(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self),
+                       UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self))
+        i += 8
+    }
+    var sum = acc.sum()
+    while i < count { sum += a[i] * b[i]; i += 1 }
+    return sum
 }

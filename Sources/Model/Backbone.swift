@@ -16,6 +16,8 @@ public final class Backbone: Sendable {
     let layer0Bias: [Float]
     /// Layers 1… with their biases.
     let layers: [PackedWeights]
+    /// The two-tower interaction, when the spec has one.
+    let towers: InteractionTowers?
 
     public convenience init(path: String) throws {
         let file = try SafeTensorsFile(path: path)
@@ -58,6 +60,19 @@ public final class Backbone: Sendable {
             }
             inWidth = out
         }
+        var towers: InteractionTowers?
+        if let interaction = spec.interaction {
+            func tower(_ prefix: String, in width: Int) throws -> PackedWeights {
+                expected.formUnion(["\(prefix).weight", "\(prefix).bias"])
+                let w = try file.floats("\(prefix).weight", shape: [interaction.dim, width])
+                let b = try file.floats("\(prefix).bias", shape: [interaction.dim])
+                return w.withUnsafeBufferPointer { wp in
+                    b.withUnsafeBufferPointer { PackedWeights(outByIn: wp, out: interaction.dim, in: width, bias: $0) }
+                }
+            }
+            towers = InteractionTowers(user: try tower("user_tower", in: spec.contextWidth),
+                                       item: try tower("item_tower", in: spec.itemWidth))
+        }
         let unexpected = Set(file.tensors.keys).subtracting(expected)
         if let extra = unexpected.sorted().first {
             throw ModelLoadError(file: name, tensor: extra, "unexpected tensor for this backbone spec")
@@ -69,13 +84,26 @@ public final class Backbone: Sendable {
         self.layer0Item = l0Item!
         self.layer0Bias = l0Bias
         self.layers = packed
+        self.towers = towers
     }
 
     /// Bytes of weights held in memory.
     public var byteCount: Int {
         (contextTables + itemTables).reduce(0) { $0 + $1.count * 4 }
             + ([layer0Item] + (layer0Context.map { [$0] } ?? []) + layers).reduce(0) { $0 + $1.byteCount }
+            + (towers.map { $0.user.byteCount + $0.item.byteCount } ?? 0)
     }
+}
+
+/// The backbone's two towers (BackboneSpec.interaction): linear maps, no activation, of the
+/// context part of layer 0's input to u and of each candidate's item part to v (`dim` values
+/// each). u is computed once per request, v in one GEMM over all candidates.
+struct InteractionTowers: Sendable {
+    /// contextWidth × dim, with b_u.
+    let user: PackedWeights
+    /// itemWidth × dim, with b_v.
+    let item: PackedWeights
+    var dim: Int { user.n }
 }
 
 /// MurmurHash3's 32-bit finalizer: spreads ids over a table so that sequential ids don't

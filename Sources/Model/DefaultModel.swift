@@ -20,13 +20,18 @@ public enum DefaultModel {
                  outputs: ["click", "purchase"])
     }
 
-    /// Writes backbone.safetensors and heads/<scene>.safetensors under `directory`.
-    public static func write(to directory: String, seed: UInt64 = 2026) throws {
+    /// Writes backbone.safetensors and heads/<scene>.safetensors under `directory`;
+    /// `interaction` > 0 adds two towers of that dim to the backbone and an interaction adapter
+    /// to every head.
+    public static func write(to directory: String, seed: UInt64 = 2026, interaction: Int = 0) throws {
         try FileManager.default.createDirectory(atPath: directory + "/heads", withIntermediateDirectories: true)
-        try writeBackbone(backboneSpec, seed: seed, to: directory + "/backbone.safetensors")
+        var backbone = backboneSpec
+        if interaction > 0 { backbone.interaction = InteractionSpec(dim: interaction) }
+        try writeBackbone(backbone, seed: seed, to: directory + "/backbone.safetensors")
         for (i, scene) in scenes.enumerated() {
-            try writeHead(headSpec(scene: scene), seed: seed &+ UInt64(i + 1) &* 7919,
-                          to: directory + "/heads/\(scene).safetensors")
+            var head = headSpec(scene: scene)
+            head.interaction = interaction
+            try writeHead(head, seed: seed &+ UInt64(i + 1) &* 7919, to: directory + "/heads/\(scene).safetensors")
         }
     }
 
@@ -43,6 +48,14 @@ public enum DefaultModel {
                                  values: rng.pairedNormals(out * width, scale: (2.0 / Float(width)).squareRoot())))
             tensors.append(.init(name: "mlp.\(i).bias", shape: [out], values: rng.pairedNormals(out, scale: 0.01)))
             width = out
+        }
+        // Drawn after the MLP, so a spec without towers keeps the bytes it always had.
+        if let interaction = spec.interaction {
+            for (tower, width) in [("user_tower", spec.contextWidth), ("item_tower", spec.itemWidth)] {
+                tensors.append(.init(name: "\(tower).weight", shape: [interaction.dim, width],
+                                     values: rng.pairedNormals(interaction.dim * width, scale: (1.0 / Float(width)).squareRoot())))
+                tensors.append(.init(name: "\(tower).bias", shape: [interaction.dim], values: rng.pairedNormals(interaction.dim, scale: 0.01)))
+            }
         }
         try SafeTensorsWriter.write(tensors, metadata: metadata(kind: "backbone", spec: spec), to: path)
     }
@@ -61,6 +74,13 @@ public enum DefaultModel {
         for (j, t) in spec.tower.enumerated() { linear("tower.\(j)", out: t, in: width); width = t }
         // Start output biases near a 7 % click rate, as a trained head would sit.
         linear("output", out: spec.outputs.count, in: width, bias: -2.6)
+        // Each A_o near the identity (plain u · v) with a little noise: scenes start alike.
+        if spec.interaction > 0 {
+            let k = spec.interaction
+            var a = rng.pairedNormals(spec.outputs.count * k * k, scale: 0.05)
+            for o in 0..<spec.outputs.count { for i in 0..<k { a[(o * k + i) * k + i] += 1 } }
+            tensors.append(.init(name: "interaction.weight", shape: [spec.outputs.count, k, k], values: a))
+        }
         try SafeTensorsWriter.write(tensors, metadata: metadata(kind: "head", spec: spec), to: path)
     }
 

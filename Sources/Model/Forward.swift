@@ -109,34 +109,59 @@ public enum Forward {
                                                            workspace ws: ForwardWorkspace,
                                                            into out: UnsafeMutableBufferPointer<Float>)
     where C.Element == ScoringInput, R.Element == HeadRun {
-        var needed = 0, n = 0
+        var needed = 0, n = 0, interacting = false
         var remaining = inputs.makeIterator()
         for run in runs {
             for _ in 0..<run.requests { let c = remaining.next()!.candidates; n += c; needed += c * run.head.spec.outputs.count }
+            if let adapter = run.head.interaction {
+                precondition(adapter.dim == backbone.towers?.dim, "score: head \(run.head.spec.version) needs the backbone's interaction towers of dim \(adapter.dim)")
+                interacting = true
+            }
         }
         precondition(remaining.next() == nil, "score: runs do not cover the batch")
         precondition(out.count >= needed, "score: output buffer too small")
         if n == 0 { return }
-        let (h, width) = backboneRows(inputs, candidates: n, backbone: backbone, workspace: ws)
-        var requests = inputs.makeIterator()
-        var row = 0, outOffset = 0
+        // The towers only run when some head of the batch reads u and v.
+        let b = backboneRows(inputs, candidates: n, backbone: backbone, towers: interacting ? backbone.towers : nil, workspace: ws)
+        var request = inputs.startIndex
+        var requestIndex = 0, row = 0, outOffset = 0
         for run in runs {
+            let first = request, firstIndex = requestIndex
             var rows = 0
-            for _ in 0..<run.requests { rows += requests.next()!.candidates }
+            for _ in 0..<run.requests { rows += inputs[request].candidates; inputs.formIndex(after: &request) }
+            requestIndex += run.requests
             if rows == 0 { continue }
-            applyHead(run.head, to: h + row * width, width: width, rows: rows, workspace: ws, into: out.baseAddress! + outOffset)
+            var logits: UnsafePointer<Float>?
+            if let adapter = run.head.interaction, let t = b.towers {
+                logits = interactionLogits(adapter, requests: inputs[first..<request], count: run.requests, rows: rows,
+                                           u: t.u + firstIndex * t.dim, v: t.v + row * t.dim, workspace: ws)
+            }
+            applyHead(run.head, to: b.h + row * b.width, width: b.width, rows: rows, interaction: logits,
+                      workspace: ws, into: out.baseAddress! + outOffset)
             row += rows
             outOffset += rows * run.head.spec.outputs.count
         }
     }
 
-    /// The backbone over every candidate of `inputs`: h (n × width) in workspace slots 2/3.
+    /// What the backbone computed for a batch: h (candidates × width) and, when the towers ran,
+    /// u (one row per request) and v (one row per candidate), `dim` wide.
+    private struct BackboneRows {
+        let h: UnsafeMutablePointer<Float>
+        let width: Int
+        let towers: (u: UnsafePointer<Float>, v: UnsafePointer<Float>, dim: Int)?
+    }
+
+    /// The backbone over every candidate of `inputs`: h in workspace slots 2/3; with `towers`,
+    /// u in slot 7 and v in slot 8.
     private static func backboneRows<C: Collection>(_ inputs: C, candidates n: Int, backbone: Backbone,
-                                                    workspace ws: ForwardWorkspace) -> (UnsafeMutablePointer<Float>, Int)
+                                                    towers: InteractionTowers?,
+                                                    workspace ws: ForwardWorkspace) -> BackboneRows
     where C.Element == ScoringInput {
         let spec = backbone.spec
         let requests = inputs.count
         let h0 = spec.hidden[0]
+        let k = towers?.dim ?? 0
+        let u = ws.buffer(7, count: requests * k)
 
         // Layer 0, context part, once per request: c0[r] = W0[:, context] · context[r] + b0.
         let c0 = ws.buffer(0, count: requests * h0)
@@ -153,6 +178,8 @@ public enum Forward {
                 copyFloats(input.contextDense, count: spec.contextDense, into: ctx + col)
             }
             GEMM.multiply(ctx, rows: requests, stride: cw, by: l0c, activation: .identity, into: c0, stride: h0)
+            // The user tower reads the same context part: u[r] = W_u · context[r] + b_u.
+            if let towers { GEMM.multiply(ctx, rows: requests, stride: cw, by: towers.user, activation: .identity, into: u, stride: k) }
         } else {
             for r in 0..<requests { for j in 0..<h0 { c0[r * h0 + j] = backbone.layer0Bias[j] } }
         }
@@ -175,6 +202,9 @@ public enum Forward {
             }
             base += input.candidates
         }
+        // The item tower over the same item parts, all candidates in one GEMM: v[n] = W_v · item[n] + b_v.
+        let v = ws.buffer(8, count: n * k)
+        if let towers { GEMM.multiply(x, rows: n, stride: iw, by: towers.item, activation: .identity, into: v, stride: k) }
         let z = ws.buffer(2, count: n * h0)
         if requests == 1 {
             GEMM.multiply(x, rows: n, stride: iw, by: backbone.layer0Item, bias: c0, activation: .relu, into: z, stride: h0)
@@ -193,11 +223,37 @@ public enum Forward {
         }
 
         // Layers 1…: h (n × width).
-        return reluChain(backbone.layers, input: z, width: h0, rows: n, slots: (3, 2), workspace: ws)
+        let (h, width) = reluChain(backbone.layers, input: z, width: h0, rows: n, slots: (3, 2), workspace: ws)
+        return BackboneRows(h: h, width: width, towers: towers.map { (UnsafePointer(u), UnsafePointer(v), $0.dim) })
     }
 
-    /// A head over `rows` rows of h (overwritten with the adapter's output), scores into `out`.
+    /// The interaction term of each output's logit for one head run, in workspace slot 10
+    /// (rows × outputs): w_o = A_oᵀ u_r for every output and each of the run's `count` requests
+    /// (one GEMM, M = requests; slot 9), then v_n · w_o for each of request r's candidates n.
+    /// `u` and `v` point at the run's first request's and first candidate's rows.
+    private static func interactionLogits<S: Collection>(_ adapter: InteractionAdapter, requests: S, count: Int, rows: Int,
+                                                         u: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                                                         workspace ws: ForwardWorkspace) -> UnsafePointer<Float>
+    where S.Element == ScoringInput {
+        let k = adapter.dim, outputs = adapter.outputs, wWidth = outputs * k
+        let w = ws.buffer(9, count: count * wWidth)
+        GEMM.multiply(u, rows: count, stride: k, by: adapter.packed, activation: .identity, into: w, stride: wWidth)
+        let logits = ws.buffer(10, count: rows * outputs)
+        var row = 0
+        for (r, input) in requests.enumerated() {
+            let wr = w + r * wWidth
+            for _ in 0..<input.candidates {
+                for o in 0..<outputs { logits[row * outputs + o] = dotProduct(v + row * k, wr + o * k, count: k) }
+                row += 1
+            }
+        }
+        return UnsafePointer(logits)
+    }
+
+    /// A head over `rows` rows of h (overwritten with the adapter's output), scores into `out`;
+    /// `interaction` (rows × outputs), when given, joins the output logits before the sigmoid.
     private static func applyHead(_ head: AdapterHead, to h: UnsafeMutablePointer<Float>, width: Int, rows n: Int,
+                                  interaction: UnsafePointer<Float>?,
                                   workspace ws: ForwardWorkspace, into out: UnsafeMutablePointer<Float>) {
         // a = relu(D h + bD); h' = h + U a + bU, written over h; then the tower.
         let a = ws.buffer(4, count: n * head.down.n)
@@ -206,9 +262,10 @@ public enum Forward {
                       activation: .identity, into: h, stride: width)
         let (t, tWidth) = reluChain(head.tower, input: h, width: width, rows: n, slots: (5, 6), workspace: ws)
         if let narrow = head.narrowOutput {
-            narrow.sigmoid(t, rows: n, stride: tWidth, into: out, outStride: narrow.outputs)
+            narrow.sigmoid(t, rows: n, stride: tWidth, addend: interaction, into: out, outStride: narrow.outputs)
         } else if let output = head.output {
-            GEMM.multiply(t, rows: n, stride: tWidth, by: output, activation: .sigmoid, into: out, stride: output.n)
+            GEMM.multiply(t, rows: n, stride: tWidth, by: output, addend: interaction, addendStride: output.n,
+                          activation: .sigmoid, into: out, stride: output.n)
         }
     }
 

@@ -30,11 +30,19 @@ struct ModelInit: ParsableCommand {
     @Option(help: "Output directory.") var dir = "var/models/default"
     @Flag(help: "Seeded random weights instead of training.") var random = false
     @Option(help: "Seed for --random weights.") var seed: UInt64 = 2026
+    @Option(help: "With --random: two-tower interaction of this dim in the backbone and every head (0: none).")
+    var interaction = 0
+
+    func validate() throws {
+        guard interaction == 0 || random else { throw ValidationError("--interaction needs --random") }
+        guard (0...256).contains(interaction) else { throw ValidationError("--interaction must be 0…256") }
+    }
 
     func run() throws {
         if random {
-            try DefaultModel.write(to: dir, seed: seed)
-            print("wrote \(dir)/backbone.safetensors and random heads for \(DefaultModel.scenes.joined(separator: ", "))")
+            try DefaultModel.write(to: dir, seed: seed, interaction: interaction)
+            print("wrote \(dir)/backbone.safetensors and random heads for \(DefaultModel.scenes.joined(separator: ", "))"
+                  + (interaction > 0 ? " (interaction dim \(interaction))" : ""))
             return
         }
         let scores = try DefaultTraining.train(to: dir) { print($0) }
@@ -50,9 +58,11 @@ struct ModelCheck: ParsableCommand {
     func run() throws {
         let set = try ModelSet(directory: model.modelDir)
         let b = set.backbone
-        print("backbone \(b.contentHash.prefix(12))  hidden \(b.spec.hidden)  \(b.byteCount / 1024) KiB")
+        let towers = b.spec.interaction.map { "  interaction \($0.kind) \($0.dim)" } ?? ""
+        print("backbone \(b.contentHash.prefix(12))  hidden \(b.spec.hidden)\(towers)  \(b.byteCount / 1024) KiB")
         for (scene, head) in set.heads.sorted(by: { $0.key < $1.key }) {
-            print("head \(scene)  version \(head.spec.version)  outputs \(head.spec.outputs)  \(head.byteCount / 1024) KiB")
+            let interaction = head.spec.interaction > 0 ? "  interaction \(head.spec.interaction)" : ""
+            print("head \(scene)  version \(head.spec.version)  outputs \(head.spec.outputs)\(interaction)  \(head.byteCount / 1024) KiB")
         }
     }
 }

@@ -3,15 +3,19 @@ import Model
 import Testing
 
 /// Models written by Python (numpy + the safetensors package) load, and the Swift forward pass
-/// matches the numpy reference (Tests/interop/scenescore_model.py) within 1e-4 relative.
+/// matches the numpy reference (Tests/interop/scenescore_model.py) within 1e-4 relative — with
+/// and without the two-tower interaction, on the narrow (2 outputs) and packed (6) output paths.
 @Suite struct InteropTests {
-    @Test(arguments: ["F32", "F16", "BF16"])
-    func swiftForwardMatchesNumpyReference(dtype: String) throws {
+    @Test(arguments: [["--dtype", "F32"], ["--dtype", "F16"], ["--dtype", "BF16"],
+                      ["--dtype", "F32", "--interaction", "12"], ["--dtype", "F32", "--interaction", "12", "--outputs", "6"],
+                      ["--dtype", "BF16", "--interaction", "12", "--outputs", "6"]])
+    func swiftForwardMatchesNumpyReference(options: [String]) throws {
         let dir = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try runPython("Tests/interop/make_interop_case.py", [dir, "--seed", "7", "--dtype", dtype])
+        try runPython("Tests/interop/make_interop_case.py", [dir, "--seed", "7"] + options)
         let backbone = try Backbone(path: dir + "/backbone.safetensors")
         let head = try AdapterHead(path: dir + "/head.safetensors", backbone: backbone.spec)
+        #expect(head.spec.interaction == (options.contains("--interaction") ? 12 : 0))
         let cases = try #require(try readJSON(dir + "/cases.json") as? [[String: Any]])
         #expect(cases.count >= 5)
         let workspace = ForwardWorkspace()
@@ -34,7 +38,7 @@ import Testing
             #expect(out.count == expected.count)
             for (i, (got, want)) in zip(out, expected).enumerated() {
                 #expect(abs(Double(got) - want) <= 1e-4 * abs(want) + 1e-7,
-                        "case \(name) [\(dtype)] score \(i): swift \(got), numpy \(want)")
+                        "case \(name) [\(options.joined(separator: " "))] score \(i): swift \(got), numpy \(want)")
             }
         }
     }

@@ -10,11 +10,16 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try runPython("Tests/interop/make_bad_models.py", [dir])
         let expected = try #require(try readJSON(dir + "/expected.json") as? [String: [String: Any]])
-        #expect(expected.count >= 12)
-        let goodBackbone = try Backbone(path: dir + "/backbone.safetensors")
-        _ = try AdapterHead(path: dir + "/head.safetensors", backbone: goodBackbone.spec)
+        #expect(expected.count >= 16)
+        var backbones: [String: Backbone] = [:]
+        for suffix in ["", "_interaction"] {
+            let backbone = try Backbone(path: dir + "/backbone\(suffix).safetensors")
+            _ = try AdapterHead(path: dir + "/head\(suffix).safetensors", backbone: backbone.spec)
+            backbones["backbone\(suffix).safetensors"] = backbone
+        }
         for (file, spec) in expected.sorted(by: { $0.key < $1.key }) {
             let kind = spec["kind"] as! String
+            let goodBackbone = try #require(backbones[spec["backbone"] as! String])
             let anyOf = spec["any_of"] as! [String]
             let tensor = spec["tensor"] as? String
             do {
@@ -40,6 +45,9 @@ import Testing
         let set = try ModelSet(directory: dir)
         #expect(Set(set.heads.keys) == Set(DefaultModel.scenes))
         #expect(set.backbone.spec == DefaultModel.backboneSpec)
+        // Without interaction the specs keep their old keys, so older readers load these files.
+        let spec = try #require(try SafeTensorsFile(path: dir + "/heads/apparel.safetensors").metadata["scenescore.spec"])
+        #expect(!spec.contains("interaction"))
         // Deterministic by seed: a second build is byte-identical.
         let other = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: other) }
@@ -50,6 +58,24 @@ import Testing
         // No temporary files are left beside the model.
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir + "/heads").filter { $0.contains(".tmp-") }
         #expect(leftovers.isEmpty)
+    }
+
+    @Test func writerAddsTheInteraction() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try DefaultModel.write(to: dir, seed: 11, interaction: 16)
+        let set = try ModelSet(directory: dir)
+        #expect(set.backbone.spec.interaction == InteractionSpec(kind: "two_tower", dim: 16))
+        #expect(set.heads.values.allSatisfy { $0.spec.interaction == 16 })
+        // The towers come after the MLP in the generator: the MLP is the plain model's.
+        let plain = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: plain) }
+        try DefaultModel.write(to: plain, seed: 11)
+        let a = try SafeTensorsFile(path: dir + "/backbone.safetensors"), b = try SafeTensorsFile(path: plain + "/backbone.safetensors")
+        #expect(Set(a.tensors.keys).subtracting(b.tensors.keys) == ["user_tower.weight", "user_tower.bias", "item_tower.weight", "item_tower.bias"])
+        #expect(try a.floats("mlp.1.weight", shape: [128, 256]) == b.floats("mlp.1.weight", shape: [128, 256]))
+        try runPython("Tests/interop/check_model_file.py", [dir + "/backbone.safetensors", "backbone"])
+        try runPython("Tests/interop/check_model_file.py", [dir + "/heads/apparel.safetensors", "head"])
     }
 
     @Test func pythonSafetensorsReadsOurFiles() throws {

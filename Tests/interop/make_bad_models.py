@@ -4,14 +4,16 @@
 Usage:
     python3 Tests/interop/make_bad_models.py OUTDIR [--seed S]
 
-Writes OUTDIR/backbone.safetensors and OUTDIR/head.safetensors (a valid F32 pair), one
-broken file per failure (see BAD_MODELS) and OUTDIR/expected.json:
+Writes OUTDIR/backbone.safetensors and OUTDIR/head.safetensors (a valid F32 pair), the same
+with the two-tower interaction (backbone_interaction.safetensors, head_interaction.safetensors),
+one broken file per failure (see BAD_MODELS) and OUTDIR/expected.json:
 
     {"<file>": {"kind": "backbone" | "head",   # load the file as this kind ...
-                "any_of": ["substring", ...],  # ... with the good file of the other kind;
-                "tensor": "<name>" | null,     # loading must fail and the lower-cased error
-                "defect": "<description>"}}    # message must contain one of any_of and,
-                                               # if not null, the tensor name.
+                "backbone": "<file>",          # ... a head against this backbone, a backbone
+                                               # with the good head;
+                "any_of": ["substring", ...],  # loading must fail and the lower-cased error
+                "tensor": "<name>" | null,     # message must contain one of any_of and,
+                "defect": "<description>"}}    # if not null, the tensor name.
 
 Each broken file differs from a valid file in exactly one way: where a defect leaves the
 container well-formed, ``scenescore.sha256`` is computed over the broken data, so a loader
@@ -53,8 +55,15 @@ HEAD_SPEC = {
     "outputs": ["click", "purchase"],
 }
 
+# The same pair with the two-tower interaction (k = INTERACTION_DIM).
+INTERACTION_DIM = 4
+BACKBONE_INTERACTION_SPEC = dict(BACKBONE_SPEC, interaction={"kind": sm.INTERACTION_TWO_TOWER, "dim": INTERACTION_DIM})
+HEAD_INTERACTION_SPEC = dict(HEAD_SPEC, interaction=INTERACTION_DIM)
+
 BACKBONE_FILE = "backbone.safetensors"
 HEAD_FILE = "head.safetensors"
+BACKBONE_INTERACTION_FILE = "backbone_interaction.safetensors"
+HEAD_INTERACTION_FILE = "head_interaction.safetensors"
 EXPECTED_FILE = "expected.json"
 
 OVERSIZED_HEADER_LENGTH = 200 * 1024 * 1024  # a 200 MB header claim in a file of a few KB
@@ -68,6 +77,8 @@ class _Builder:
     def __init__(self, seed: int):
         self.backbone = sm.to_storage(sm.random_backbone(BACKBONE_SPEC, [seed, 1]), "F32")
         self.head = sm.to_storage(sm.random_head(HEAD_SPEC, [seed, 2]), "F32")
+        self.backbone_interaction = sm.to_storage(sm.random_backbone(BACKBONE_INTERACTION_SPEC, [seed, 5]), "F32")
+        self.head_interaction = sm.to_storage(sm.random_head(HEAD_INTERACTION_SPEC, [seed, 6]), "F32")
         self.rng = np.random.default_rng([seed, 4])
 
     # -- helpers -------------------------------------------------------------------------------
@@ -181,6 +192,28 @@ class _Builder:
         spec = dict(HEAD_SPEC, input=HEAD_SPEC["input"] + 1)
         return self.encode("head", spec, self.entries(sm.to_storage(sm.random_head(spec, 5), "F32")))
 
+    # -- interaction defects -------------------------------------------------------------------
+
+    def wrong_shape_user_tower(self) -> bytes:
+        """user_tower.weight one column wider than the context part it reads."""
+        stored = dict(self.backbone_interaction)
+        k, width = stored["user_tower.weight"].shape
+        stored["user_tower.weight"] = self.rng.normal(0, math.sqrt(1 / width), (k, width + 1)).astype(np.float32)
+        return self.encode("backbone", BACKBONE_INTERACTION_SPEC, self.entries(stored))
+
+    def head_interaction_mismatch(self) -> bytes:
+        """A valid head whose interaction dim is one more than the backbone's."""
+        spec = dict(HEAD_INTERACTION_SPEC, interaction=INTERACTION_DIM + 1)
+        return self.encode("head", spec, self.entries(sm.to_storage(sm.random_head(spec, 7), "F32")))
+
+    def head_interaction_without_towers(self) -> bytes:
+        """The valid interaction head, to be loaded against the backbone without towers."""
+        return self.encode("head", HEAD_INTERACTION_SPEC, self.entries(self.head_interaction))
+
+    def missing_interaction_weight(self) -> bytes:
+        stored = {k: v for k, v in self.head_interaction.items() if k != "interaction.weight"}
+        return self.encode("head", HEAD_INTERACTION_SPEC, self.entries(stored))
+
 
 # file name -> (builder method, kind, any_of substrings, tensor name or None, description)
 BAD_MODELS: dict[str, tuple[Callable[[_Builder], bytes], str, list[str], str | None, str]] = {
@@ -223,6 +256,25 @@ BAD_MODELS: dict[str, tuple[Callable[[_Builder], bytes], str, list[str], str | N
     "head_input_mismatch.safetensors": (
         _Builder.head_input_mismatch, "head", ["input"], None,
         "valid head whose input is the backbone output width + 1"),
+    "wrong_shape_user_tower.safetensors": (
+        _Builder.wrong_shape_user_tower, "backbone", ["shape"], "user_tower.weight",
+        "user_tower.weight has in-dim one larger than the context width"),
+    "head_interaction_mismatch.safetensors": (
+        _Builder.head_interaction_mismatch, "head",
+        [f"interaction {INTERACTION_DIM + 1} does not match the backbone's interaction dim {INTERACTION_DIM}"], None,
+        "valid head whose interaction dim is the backbone's + 1"),
+    "head_interaction_without_towers.safetensors": (
+        _Builder.head_interaction_without_towers, "head", ["needs a backbone with interaction towers"], None,
+        "valid interaction head on the backbone without towers"),
+    "missing_interaction_weight.safetensors": (
+        _Builder.missing_interaction_weight, "head", ["missing"], "interaction.weight",
+        "interaction head without its interaction.weight"),
+}
+
+# The backbone a broken head is loaded against (BACKBONE_FILE unless named here).
+HEAD_BACKBONES = {
+    "head_interaction_mismatch.safetensors": BACKBONE_INTERACTION_FILE,
+    "missing_interaction_weight.safetensors": BACKBONE_INTERACTION_FILE,
 }
 
 
@@ -232,11 +284,15 @@ def write_bad_models(outdir: str, seed: int = 0) -> dict[str, dict]:
     builder = _Builder(seed)
     sm.save_model(os.path.join(outdir, BACKBONE_FILE), "backbone", BACKBONE_SPEC, builder.backbone)
     sm.save_model(os.path.join(outdir, HEAD_FILE), "head", HEAD_SPEC, builder.head)
+    sm.save_model(os.path.join(outdir, BACKBONE_INTERACTION_FILE), "backbone", BACKBONE_INTERACTION_SPEC,
+                  builder.backbone_interaction)
+    sm.save_model(os.path.join(outdir, HEAD_INTERACTION_FILE), "head", HEAD_INTERACTION_SPEC, builder.head_interaction)
     expected: dict[str, dict] = {}
     for file_name, (build, kind, any_of, tensor, defect) in BAD_MODELS.items():
         with open(os.path.join(outdir, file_name), "wb") as f:
             f.write(build(builder))
-        expected[file_name] = {"kind": kind, "any_of": any_of, "tensor": tensor, "defect": defect}
+        expected[file_name] = {"kind": kind, "backbone": HEAD_BACKBONES.get(file_name, BACKBONE_FILE),
+                               "any_of": any_of, "tensor": tensor, "defect": defect}
     with open(os.path.join(outdir, EXPECTED_FILE), "w", encoding="utf-8") as f:
         json.dump(expected, f, indent=2)
         f.write("\n")
@@ -251,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed < 0:
         parser.error("--seed must be non-negative")
     expected = write_bad_models(args.outdir, args.seed)
-    print(f"wrote {BACKBONE_FILE}, {HEAD_FILE}, {len(expected)} broken files and {EXPECTED_FILE} to {args.outdir}")
+    print(f"wrote {BACKBONE_FILE}, {HEAD_FILE}, {BACKBONE_INTERACTION_FILE}, {HEAD_INTERACTION_FILE}, "
+          f"{len(expected)} broken files and {EXPECTED_FILE} to {args.outdir}")
     return 0
 
 

@@ -3,10 +3,15 @@
 
 Usage:
     python3 Tests/interop/make_interop_case.py OUTDIR [--seed S] [--dtype F32|F16|BF16]
+                                               [--interaction K] [--outputs N]
+
+--interaction K adds the two-tower interaction (backbone towers and the head's per-output
+K x K matrices); --outputs N gives the head the first N of OUTPUT_NAMES (more than 4 takes the
+server's packed output path, up to 4 its narrow one).
 
 Writes:
-    OUTDIR/backbone.safetensors   backbone (spec BACKBONE_SPEC)
-    OUTDIR/head.safetensors       head for scene "apparel" (spec HEAD_SPEC)
+    OUTDIR/backbone.safetensors   backbone (spec BACKBONE_SPEC, see backbone_spec)
+    OUTDIR/head.safetensors       head for scene "apparel" (spec HEAD_SPEC, see head_spec)
     OUTDIR/cases.json             list of requests, each an object with
         name            short label
         context_ids     [len(context_fields)] uint32 ids
@@ -56,6 +61,9 @@ HEAD_SPEC = {
     "outputs": ["click", "purchase"],
 }
 
+# Output names for --outputs; the first two are HEAD_SPEC's.
+OUTPUT_NAMES = ("click", "purchase", "add_to_cart", "favorite", "share", "return")
+
 # Candidate counts: single item, small, a SIMD-friendly width, one past it, and a larger batch.
 CANDIDATE_COUNTS = (1, 3, 16, 17, 64)
 
@@ -64,6 +72,22 @@ HEAD_FILE = "head.safetensors"
 CASES_FILE = "cases.json"
 
 _UINT32_LIMIT = 1 << 32
+
+
+def backbone_spec(interaction: int = 0) -> dict:
+    """BACKBONE_SPEC, with two towers of dim ``interaction`` when it is positive."""
+    if not interaction:
+        return dict(BACKBONE_SPEC)
+    return dict(BACKBONE_SPEC, interaction={"kind": sm.INTERACTION_TWO_TOWER, "dim": interaction})
+
+
+def head_spec(interaction: int = 0, outputs: int = 2) -> dict:
+    """HEAD_SPEC with the first ``outputs`` of OUTPUT_NAMES and, when positive, an interaction
+    adapter of dim ``interaction`` (the key is left out otherwise, as older writers did)."""
+    spec = dict(HEAD_SPEC, outputs=list(OUTPUT_NAMES[:outputs]))
+    if interaction:
+        spec["interaction"] = interaction
+    return spec
 
 
 def _random_ids(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -98,15 +122,16 @@ def make_requests(rng: np.random.Generator, spec: dict) -> list[dict[str, np.nda
     return requests
 
 
-def write_case(outdir: str, seed: int = 0, dtype: str = "F32") -> list[dict]:
+def write_case(outdir: str, seed: int = 0, dtype: str = "F32", interaction: int = 0, outputs: int = 2) -> list[dict]:
     """Write the model pair and cases.json into ``outdir``; return the cases."""
     os.makedirs(outdir, exist_ok=True)
     training = {"generator": "Tests/interop/make_interop_case.py", "seed": seed, "dtype": dtype}
     backbone_path = os.path.join(outdir, BACKBONE_FILE)
     head_path = os.path.join(outdir, HEAD_FILE)
-    sm.save_model(backbone_path, "backbone", BACKBONE_SPEC, sm.random_backbone(BACKBONE_SPEC, [seed, 1]),
+    bspec, hspec = backbone_spec(interaction), head_spec(interaction, outputs)
+    sm.save_model(backbone_path, "backbone", bspec, sm.random_backbone(bspec, [seed, 1]),
                   dtype=dtype, training=training)
-    sm.save_model(head_path, "head", HEAD_SPEC, sm.random_head(HEAD_SPEC, [seed, 2]),
+    sm.save_model(head_path, "head", hspec, sm.random_head(hspec, [seed, 2]),
                   dtype=dtype, training=training)
 
     # Reference scores from the files as written, so F16/BF16 rounding is accounted for.
@@ -115,7 +140,7 @@ def write_case(outdir: str, seed: int = 0, dtype: str = "F32") -> list[dict]:
     sm.check_pair(backbone.spec, head.spec)
 
     cases = []
-    for req in make_requests(np.random.default_rng([seed, 3]), BACKBONE_SPEC):
+    for req in make_requests(np.random.default_rng([seed, 3]), bspec):
         scores = sm.forward(backbone.tensors, backbone.spec, head.tensors, head.spec,
                             req["context_ids"], req["context_dense"], req["item_ids"], req["item_dense"])
         cases.append({
@@ -138,10 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--dtype", choices=sm.STORAGE_DTYPES, default="F32",
                         help="tensor dtype in the files (default F32)")
+    parser.add_argument("--interaction", type=int, default=0,
+                        help="two-tower interaction dim K (default 0: none)")
+    parser.add_argument("--outputs", type=int, default=2,
+                        help=f"number of head outputs, 1..{len(OUTPUT_NAMES)} (default 2)")
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error("--seed must be non-negative")
-    cases = write_case(args.outdir, args.seed, args.dtype)
+    if not 0 <= args.interaction <= sm.MAX_INTERACTION_DIM:
+        parser.error(f"--interaction must be 0..{sm.MAX_INTERACTION_DIM}")
+    if not 1 <= args.outputs <= len(OUTPUT_NAMES):
+        parser.error(f"--outputs must be 1..{len(OUTPUT_NAMES)}")
+    cases = write_case(args.outdir, args.seed, args.dtype, args.interaction, args.outputs)
     print(f"wrote {BACKBONE_FILE}, {HEAD_FILE} and {CASES_FILE} ({len(cases)} cases, {args.dtype}) "
           f"to {args.outdir}")
     return 0

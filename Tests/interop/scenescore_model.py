@@ -14,7 +14,8 @@ This module is the Python side of the Swift/Python interop tests. It follows
   deliberately malformed files.
 * :func:`load_model` / :func:`check_pair` -- a strict reference loader that rejects every
   malformed file with a descriptive :class:`ModelFormatError`.
-* :func:`forward` -- the float64 reference forward pass.
+* :func:`forward` -- the float64 reference forward pass (including the optional two-tower
+  interaction: backbone towers u, v and a per-output k x k matrix in the head).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ _STORAGE_NUMPY = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dty
 _TENSORSPEC_DTYPE = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 _UINT32_MAX = 0xFFFFFFFF
+
+# The one backbone interaction kind, and the largest interaction dim k.
+INTERACTION_TWO_TOWER = "two_tower"
+MAX_INTERACTION_DIM = 256
 
 
 class ModelFormatError(ValueError):
@@ -158,6 +163,19 @@ def validate_backbone_spec(spec: Any) -> list[str]:
         problems.append("spec: hidden must be a non-empty list of positive integers")
     if spec.get("activation") != "relu":
         problems.append(f"spec: unsupported activation {spec.get('activation')!r} (only 'relu')")
+    if "interaction" in spec:
+        interaction = spec["interaction"]
+        if not isinstance(interaction, dict):
+            problems.append("spec: interaction must be an object {kind, dim}")
+        else:
+            if interaction.get("kind") != INTERACTION_TWO_TOWER:
+                problems.append(f"spec: unsupported interaction kind {interaction.get('kind')!r} "
+                                f"(only {INTERACTION_TWO_TOWER!r})")
+            dim = interaction.get("dim")
+            if not _is_pos_int(dim) or dim > MAX_INTERACTION_DIM:
+                problems.append(f"spec: interaction dim {dim!r} must be 1..{MAX_INTERACTION_DIM}")
+            if not problems and backbone_context_width(spec) == 0:  # (the width needs valid fields)
+                problems.append("spec: interaction two_tower needs context features for its user tower")
     return problems
 
 
@@ -181,6 +199,9 @@ def validate_head_spec(spec: Any) -> list[str]:
     if (not isinstance(outputs, list) or not outputs
             or not all(isinstance(o, str) and o for o in outputs) or len(set(outputs)) != len(outputs)):
         problems.append("spec: outputs must be a non-empty list of distinct names")
+    interaction = spec.get("interaction", 0)
+    if not _is_nonneg_int(interaction) or interaction > MAX_INTERACTION_DIM:
+        problems.append(f"spec: interaction {interaction!r} must be an integer 0..{MAX_INTERACTION_DIM} (0: none)")
     return problems
 
 
@@ -190,10 +211,29 @@ def _require_valid(kind: str, spec: Any) -> None:
         raise ModelFormatError(problems)
 
 
+def backbone_context_width(spec: Mapping) -> int:
+    """The context part of ``in_0``: context embeddings, then context dense."""
+    return sum(f["dim"] for f in spec["context_fields"]) + spec["context_dense"]
+
+
+def backbone_item_width(spec: Mapping) -> int:
+    """The item part of ``in_0``: item embeddings, then item dense."""
+    return sum(f["dim"] for f in spec["item_fields"]) + spec["item_dense"]
+
+
 def backbone_input_width(spec: Mapping) -> int:
     """``in_0``: all context embeddings, context dense, all item embeddings, item dense."""
-    return (sum(f["dim"] for f in spec["context_fields"]) + spec["context_dense"]
-            + sum(f["dim"] for f in spec["item_fields"]) + spec["item_dense"])
+    return backbone_context_width(spec) + backbone_item_width(spec)
+
+
+def backbone_interaction_dim(spec: Mapping) -> int:
+    """k of the backbone's two towers (0 without an ``interaction``)."""
+    return spec["interaction"]["dim"] if "interaction" in spec else 0
+
+
+def head_interaction_dim(spec: Mapping) -> int:
+    """k of the head's interaction adapter (0: none; the key is absent in older files)."""
+    return spec.get("interaction", 0)
 
 
 def backbone_output_width(spec: Mapping) -> int:
@@ -212,6 +252,12 @@ def backbone_tensor_shapes(spec: Mapping) -> dict[str, tuple[int, ...]]:
         shapes[f"mlp.{i}.weight"] = (out, width)
         shapes[f"mlp.{i}.bias"] = (out,)
         width = out
+    k = backbone_interaction_dim(spec)
+    if k:
+        shapes["user_tower.weight"] = (k, backbone_context_width(spec))
+        shapes["user_tower.bias"] = (k,)
+        shapes["item_tower.weight"] = (k, backbone_item_width(spec))
+        shapes["item_tower.bias"] = (k,)
     return shapes
 
 
@@ -230,6 +276,9 @@ def head_tensor_shapes(spec: Mapping) -> dict[str, tuple[int, ...]]:
         width = out
     shapes["output.weight"] = (len(spec["outputs"]), width)
     shapes["output.bias"] = (len(spec["outputs"]),)
+    k = head_interaction_dim(spec)
+    if k:
+        shapes["interaction.weight"] = (len(spec["outputs"]), k, k)
     return shapes
 
 
@@ -258,6 +307,8 @@ def random_backbone(spec: Mapping, seed: int | None) -> dict[str, np.ndarray]:
 
     Embeddings are N(0, 1) (the same scale as the dense inputs the tests feed), MLP weights
     use He initialisation N(0, 2/in) so that ReLU activations keep a mean square near 1.
+    Towers (drawn last, so a spec without them gets the weights it always got) are N(0, 1/in):
+    u and v have unit-scale entries.
     """
     shapes = backbone_tensor_shapes(spec)
     rng = np.random.default_rng(seed)
@@ -268,6 +319,10 @@ def random_backbone(spec: Mapping, seed: int | None) -> dict[str, np.ndarray]:
     for i in range(len(spec["hidden"])):
         out, inp = shapes[f"mlp.{i}.weight"]
         tensors[f"mlp.{i}.weight"], tensors[f"mlp.{i}.bias"] = _linear(rng, out, inp, math.sqrt(2.0 / inp))
+    if backbone_interaction_dim(spec):
+        for tower in ("user_tower", "item_tower"):
+            out, inp = shapes[f"{tower}.weight"]
+            tensors[f"{tower}.weight"], tensors[f"{tower}.bias"] = _linear(rng, out, inp, math.sqrt(1.0 / inp))
     return tensors
 
 
@@ -276,7 +331,10 @@ def random_head(spec: Mapping, seed: int | None) -> dict[str, np.ndarray]:
 
     The adapter's down projection and the tower are He-initialised; the up projection is
     scaled down so the residual adds a modest correction; the output layer has unit-variance
-    logits around a bias of -2, so scores sit near 0.12 without saturating.
+    logits around a bias of -2, so scores sit near 0.12 without saturating. Interaction
+    matrices (drawn last) are I/k plus N(0, 0.3/k) noise: with unit-scale u and v the term
+    uᵀAv has a standard deviation near sqrt(1/k + 0.09), a modest share of the logit, and A is
+    far enough from symmetric that a transposed A (or u and v swapped) shows.
     """
     shapes = head_tensor_shapes(spec)
     rng = np.random.default_rng(seed)
@@ -290,6 +348,10 @@ def random_head(spec: Mapping, seed: int | None) -> dict[str, np.ndarray]:
     k, width = shapes["output.weight"]
     tensors["output.weight"], tensors["output.bias"] = _linear(
         rng, k, width, math.sqrt(1.0 / width), bias_mean=-2.0, bias_std=0.25)
+    dim = head_interaction_dim(spec)
+    if dim:
+        noise = rng.normal(0.0, 0.3 / dim, size=(k, dim, dim))
+        tensors["interaction.weight"] = (np.eye(dim) / dim + noise).astype(np.float32)
     return tensors
 
 
@@ -604,11 +666,21 @@ def load_model(path: str | os.PathLike, expected_kind: str | None = None) -> Loa
 
 
 def check_pair(backbone_spec: Mapping, head_spec: Mapping) -> None:
-    """Raise :class:`ModelFormatError` unless the head's ``input`` equals the backbone output width."""
+    """Raise :class:`ModelFormatError` unless the head fits the backbone: its ``input`` equals the
+    backbone output width and its ``interaction`` (if any) the backbone's interaction dim. A head
+    without interaction on a backbone with towers is fine (it ignores u and v)."""
     width = backbone_output_width(backbone_spec)
+    version = head_spec.get("version", "")
     if head_spec["input"] != width:
-        raise ModelFormatError(f"head {head_spec.get('version', '')!r} input {head_spec['input']} does not "
+        raise ModelFormatError(f"head {version!r} input {head_spec['input']} does not "
                                f"match the backbone output width {width}")
+    k, towers = head_interaction_dim(head_spec), backbone_interaction_dim(backbone_spec)
+    if k and not towers:
+        raise ModelFormatError(f"head {version!r} interaction {k} needs a backbone with interaction towers; "
+                               f"this backbone has none")
+    if k and k != towers:
+        raise ModelFormatError(f"head {version!r} interaction {k} does not match the backbone's "
+                               f"interaction dim {towers}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -633,7 +705,8 @@ def forward(backbone_tensors: Mapping[str, np.ndarray], backbone_spec: Mapping,
     ``context_ids``: one id per context field; ``context_dense``: ``[context_dense]``;
     ``item_ids``: ``[N, len(item_fields)]``; ``item_dense``: ``[N, item_dense]``.
     Every candidate's full input vector goes through the full layer-0 product (no
-    context/item split), exactly as the math in MODEL-FORMAT.md is written.
+    context/item split), exactly as the math in MODEL-FORMAT.md is written; with an interaction
+    head, the towers read the same vector's context and item columns.
     """
     check_pair(backbone_spec, head_spec)
     ctx_fields, item_fields = backbone_spec["context_fields"], backbone_spec["item_fields"]
@@ -661,7 +734,8 @@ def forward(backbone_tensors: Mapping[str, np.ndarray], backbone_spec: Mapping,
         rows = hash_rows(iid[:, g], field["vocab"])
         parts.append(t(backbone_tensors, f"embedding.{field['name']}")[rows])
     parts.append(idn)
-    z = np.concatenate(parts, axis=1)
+    x0 = np.concatenate(parts, axis=1)
+    z = x0
 
     for i in range(len(backbone_spec["hidden"])):
         z = _relu(z @ t(backbone_tensors, f"mlp.{i}.weight").T + t(backbone_tensors, f"mlp.{i}.bias"))
@@ -671,4 +745,11 @@ def forward(backbone_tensors: Mapping[str, np.ndarray], backbone_spec: Mapping,
     x = h
     for j in range(len(head_spec["tower"])):
         x = _relu(x @ t(head_tensors, f"tower.{j}.weight").T + t(head_tensors, f"tower.{j}.bias"))
-    return _sigmoid(x @ t(head_tensors, "output.weight").T + t(head_tensors, "output.bias"))
+    logits = x @ t(head_tensors, "output.weight").T + t(head_tensors, "output.bias")
+    if head_interaction_dim(head_spec):
+        cw = backbone_context_width(backbone_spec)
+        u = x0[:, :cw] @ t(backbone_tensors, "user_tower.weight").T + t(backbone_tensors, "user_tower.bias")
+        v = x0[:, cw:] @ t(backbone_tensors, "item_tower.weight").T + t(backbone_tensors, "item_tower.bias")
+        # logits[n, o] += u_n^T A_o v_n (u_n is the same for every n: the request's user vector).
+        logits = logits + np.einsum("ni,oij,nj->no", u, t(head_tensors, "interaction.weight"), v)
+    return _sigmoid(logits)

@@ -23,6 +23,12 @@ import scenescore_model as sm
 
 BACKBONE_SPEC = make_interop_case.BACKBONE_SPEC
 HEAD_SPEC = make_interop_case.HEAD_SPEC
+# The two-tower interaction, k = 12 (one 8-wide vector and a remainder), on the narrow (2
+# outputs) and packed (6 outputs) output paths.
+K = 12
+BACKBONE_SPEC_K = make_interop_case.backbone_spec(K)
+HEAD_SPEC_K = make_interop_case.head_spec(K)
+HEAD_SPEC_K_WIDE = make_interop_case.head_spec(K, outputs=6)
 _M32 = 0xFFFFFFFF
 
 
@@ -42,8 +48,9 @@ def fmix32_int(h: int) -> int:
 
 def forward_float32(bb: dict, bspec: dict, hd: dict, hspec: dict,
                     context_ids, context_dense, item_ids, item_dense) -> np.ndarray:
-    """Scores in float32, one candidate at a time, with the layer-0 context part computed once
-    per request (the way the server evaluates it), and ids hashed by :func:`fmix32_int`."""
+    """Scores in float32, one candidate at a time, with the layer-0 context part and the user
+    vector u computed once per request (the way the server evaluates them), w_o = A_oᵀ u once per
+    request, and ids hashed by :func:`fmix32_int`."""
     f32 = np.float32
 
     def w(tensors: dict, name: str) -> np.ndarray:
@@ -54,6 +61,10 @@ def forward_float32(bb: dict, bspec: dict, hd: dict, hspec: dict,
     ctx = np.concatenate(ctx_parts + [np.asarray(context_dense, dtype=f32)])
     w0 = w(bb, "mlp.0.weight")
     ctx_pre = w0[:, :ctx.size] @ ctx + w(bb, "mlp.0.bias")
+    k = hspec.get("interaction", 0)
+    if k:
+        u = w(bb, "user_tower.weight") @ ctx + w(bb, "user_tower.bias")
+        wo = np.stack([a.T @ u for a in w(hd, "interaction.weight")])  # [outputs, k]
 
     rows = []
     for ids, dense in zip(item_ids, item_dense):
@@ -68,6 +79,9 @@ def forward_float32(bb: dict, bspec: dict, hd: dict, hspec: dict,
         for j in range(len(hspec["tower"])):
             t = np.maximum(w(hd, f"tower.{j}.weight") @ t + w(hd, f"tower.{j}.bias"), f32(0))
         logits = w(hd, "output.weight") @ t + w(hd, "output.bias")
+        if k:
+            v = w(bb, "item_tower.weight") @ item + w(bb, "item_tower.bias")
+            logits = logits + wo @ v
         rows.append(f32(1) / (f32(1) + np.exp(-logits)))
     return np.array(rows, dtype=f32).reshape(len(rows), len(hspec["outputs"]))
 
@@ -84,6 +98,13 @@ def random_request(rng: np.random.Generator, n: int, spec: dict = BACKBONE_SPEC)
 @pytest.fixture(scope="module")
 def weights() -> tuple[dict, dict]:
     return sm.random_backbone(BACKBONE_SPEC, 11), sm.random_head(HEAD_SPEC, 12)
+
+
+@pytest.fixture(scope="module")
+def weights_k() -> tuple[dict, dict, dict]:
+    """Interaction backbone, and heads on its narrow and packed output paths."""
+    return (sm.random_backbone(BACKBONE_SPEC_K, 11), sm.random_head(HEAD_SPEC_K, 12),
+            sm.random_head(HEAD_SPEC_K_WIDE, 13))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,6 +269,83 @@ def test_forward_scores_are_not_saturated(weights):
     assert scores.std() > 0.01  # candidates are actually distinguished
 
 
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("n", [1, 3, 16, 17, 64])
+def test_forward_with_interaction_matches_independent_float32(weights_k, n, wide):
+    bb, narrow, packed = weights_k
+    hspec, hd = (HEAD_SPEC_K_WIDE, packed) if wide else (HEAD_SPEC_K, narrow)
+    req = random_request(np.random.default_rng(n), n)
+    ref = sm.forward(bb, BACKBONE_SPEC_K, hd, hspec, **req)
+    alt = forward_float32(bb, BACKBONE_SPEC_K, hd, hspec, **req)
+    assert ref.shape == alt.shape == (n, len(hspec["outputs"]))
+    np.testing.assert_allclose(ref, alt, rtol=0, atol=1e-5)
+
+
+def test_interaction_term_matters_and_stays_modest(weights_k):
+    bb, hd, _ = weights_k
+    req = random_request(np.random.default_rng(5), 256)
+    with_term = sm.forward(bb, BACKBONE_SPEC_K, hd, HEAD_SPEC_K, **req)
+    assert 0.01 < with_term.mean() < 0.5 and with_term.min() > 1e-4 and with_term.max() < 0.99
+    # The same head without its matrices: a different score for every candidate.
+    plain_spec = {k: v for k, v in HEAD_SPEC_K.items() if k != "interaction"}
+    plain = {k: v for k, v in hd.items() if k != "interaction.weight"}
+    without = sm.forward(bb, BACKBONE_SPEC_K, plain, plain_spec, **req)
+    assert np.all(np.abs(with_term - without) > 1e-7)
+    # A transposed A (u and v swapped) is told apart.
+    swapped = dict(hd, **{"interaction.weight": np.transpose(hd["interaction.weight"], (0, 2, 1))})
+    assert np.abs(sm.forward(bb, BACKBONE_SPEC_K, swapped, HEAD_SPEC_K, **req) - with_term).max() > 1e-3
+
+
+def test_head_without_interaction_ignores_the_towers(weights):
+    # Towers are drawn after the MLP, so the interaction backbone shares the plain one's weights.
+    bb, hd = weights
+    bb_k = sm.random_backbone(BACKBONE_SPEC_K, 11)
+    assert all(np.array_equal(bb[name], bb_k[name]) for name in bb)
+    req = random_request(np.random.default_rng(2), 9)
+    np.testing.assert_array_equal(sm.forward(bb_k, BACKBONE_SPEC_K, hd, HEAD_SPEC, **req),
+                                  sm.forward(bb, BACKBONE_SPEC, hd, HEAD_SPEC, **req))
+
+
+def test_interaction_pairing_is_checked():
+    sm.check_pair(BACKBONE_SPEC_K, HEAD_SPEC)  # a plain head on a backbone with towers is fine
+    with pytest.raises(sm.ModelFormatError, match="needs a backbone with interaction towers"):
+        sm.check_pair(BACKBONE_SPEC, HEAD_SPEC_K)
+    with pytest.raises(sm.ModelFormatError, match=f"interaction {K + 1} does not match the backbone's interaction dim {K}"):
+        sm.check_pair(BACKBONE_SPEC_K, dict(HEAD_SPEC_K, interaction=K + 1))
+
+
+@pytest.mark.parametrize("interaction,problem", [
+    ({"kind": "dot", "dim": 4}, "interaction kind"),
+    ({"kind": "two_tower", "dim": 0}, "interaction dim"),
+    ({"kind": "two_tower", "dim": 257}, "interaction dim"),
+    ({"kind": "two_tower"}, "interaction dim"),
+    (4, "interaction must be an object"),
+])
+def test_backbone_interaction_spec_is_validated(interaction, problem):
+    problems = sm.validate_backbone_spec(dict(BACKBONE_SPEC, interaction=interaction))
+    assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_two_tower_needs_context_features():
+    spec = dict(BACKBONE_SPEC_K, context_fields=[], context_dense=0)
+    assert sm.validate_backbone_spec(spec) == ["spec: interaction two_tower needs context features for its user tower"]
+
+
+@pytest.mark.parametrize("interaction", [-1, 257, 2.5, True])
+def test_head_interaction_spec_is_validated(interaction):
+    problems = sm.validate_head_spec(dict(HEAD_SPEC, interaction=interaction))
+    assert len(problems) == 1 and "interaction" in problems[0], problems
+
+
+def test_interaction_tensor_shapes():
+    shapes = sm.backbone_tensor_shapes(BACKBONE_SPEC_K)
+    assert shapes["user_tower.weight"] == (K, 8 + 4 + 3) and shapes["user_tower.bias"] == (K,)
+    assert shapes["item_tower.weight"] == (K, 8 + 4 + 4 + 5) and shapes["item_tower.bias"] == (K,)
+    assert sm.head_tensor_shapes(HEAD_SPEC_K_WIDE)["interaction.weight"] == (6, K, K)
+    assert "interaction.weight" not in sm.head_tensor_shapes(dict(HEAD_SPEC, interaction=0))
+    assert not {"user_tower.weight", "item_tower.weight"} & set(sm.backbone_tensor_shapes(BACKBONE_SPEC))
+
+
 def test_forward_rejects_mismatched_head(weights):
     bb, _ = weights
     spec = dict(HEAD_SPEC, input=HEAD_SPEC["input"] + 1)
@@ -259,9 +357,11 @@ def test_forward_rejects_mismatched_head(weights):
 # make_interop_case
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", ["F32", "F16", "BF16"])
-def test_make_interop_case(tmp_path, dtype):
-    assert make_interop_case.main([str(tmp_path), "--seed", "7", "--dtype", dtype]) == 0
+@pytest.mark.parametrize("dtype,extra", [("F32", []), ("F16", []), ("BF16", []),
+                                         ("F32", ["--interaction", "12"]),
+                                         ("BF16", ["--interaction", "12", "--outputs", "6"])])
+def test_make_interop_case(tmp_path, dtype, extra):
+    assert make_interop_case.main([str(tmp_path), "--seed", "7", "--dtype", dtype] + extra) == 0
     cases = json.loads((tmp_path / "cases.json").read_text())
     assert isinstance(cases, list) and len(cases) >= 5
     assert {1, 3, 16, 17, 64} <= {len(c["item_ids"]) for c in cases}
@@ -272,6 +372,10 @@ def test_make_interop_case(tmp_path, dtype):
     head = sm.load_model(tmp_path / "head.safetensors", "head")
     assert head.spec["scene"] == "apparel"
     assert set(backbone.dtypes.values()) == set(head.dtypes.values()) == {dtype}
+    k = int(extra[1]) if extra else 0
+    assert sm.backbone_interaction_dim(backbone.spec) == sm.head_interaction_dim(head.spec) == k
+    assert ("interaction" in head.spec) == bool(k)  # old-style specs stay as they were
+    assert len(head.spec["outputs"]) == (int(extra[3]) if len(extra) > 2 else 2)
     for case in cases:
         n, k = len(case["item_ids"]), len(head.spec["outputs"])
         scores = np.array(case["scores"])
@@ -318,25 +422,28 @@ def test_bad_models_directory_contents(bad_dir):
     expected = json.loads((bad_dir / "expected.json").read_text())
     assert set(expected) == set(make_bad_models.BAD_MODELS)
     files = {p.name for p in bad_dir.iterdir()}
-    assert files == set(expected) | {"backbone.safetensors", "head.safetensors", "expected.json"}
+    assert files == set(expected) | {"backbone.safetensors", "head.safetensors", "backbone_interaction.safetensors",
+                                     "head_interaction.safetensors", "expected.json"}
     for entry in expected.values():
         assert entry["kind"] in sm.KINDS
+        assert entry["backbone"] in files
         assert entry["any_of"] and all(s == s.lower() for s in entry["any_of"])
     assert CONTAINER_DEFECTS <= set(expected)
 
 
-def test_bad_models_good_pair_loads(bad_dir):
-    backbone = sm.load_model(bad_dir / "backbone.safetensors", "backbone")
-    head = sm.load_model(bad_dir / "head.safetensors", "head")
+@pytest.mark.parametrize("suffix", ["", "_interaction"])
+def test_bad_models_good_pair_loads(bad_dir, suffix):
+    backbone = sm.load_model(bad_dir / f"backbone{suffix}.safetensors", "backbone")
+    head = sm.load_model(bad_dir / f"head{suffix}.safetensors", "head")
     sm.check_pair(backbone.spec, head.spec)
-    safetensors.numpy.load_file(str(bad_dir / "backbone.safetensors"))
+    safetensors.numpy.load_file(str(bad_dir / f"backbone{suffix}.safetensors"))
 
 
 @pytest.mark.parametrize("file_name", sorted(make_bad_models.BAD_MODELS))
 def test_bad_model_is_rejected_for_its_one_defect(bad_dir, file_name):
     entry = json.loads((bad_dir / "expected.json").read_text())[file_name]
     path = bad_dir / file_name
-    good_backbone = sm.load_model(bad_dir / "backbone.safetensors", "backbone")
+    good_backbone = sm.load_model(bad_dir / entry["backbone"], "backbone")
     with pytest.raises(sm.ModelFormatError) as info:
         model = sm.load_model(path, entry["kind"])
         sm.check_pair(good_backbone.spec if entry["kind"] == "head" else model.spec,
