@@ -20,11 +20,18 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     /// > 0: context-field rows train with plain SGD at this step (on the batch-mean loss)
     /// instead of lazy Adam — see `EmbeddingTable.updateSGD`.
     public var contextEmbeddingSGD: Float = 0
+    /// L2 decay of the user and item towers' weights. The towers multiply the embeddings, so
+    /// decay on the user rows alone is undone by a larger tower: both carry the prior.
+    public var towerDecay: Float = 0
     /// L2 decay of a head's interaction adapter towards its anchor (the identity, or the
     /// source head's matrix when fine-tuning).
     public var interactionDecay: Float = 1e-2
     /// μ: weight of the discriminator's loss (method e); the backbone receives −λ(p)·μ·∂L_d/∂h.
     public var discriminatorWeight: Float = 0.01
+    /// Gradient-norm-aware reversal: per worker slice, the reversed gradient on h is scaled
+    /// down to at most this multiple of the task gradient's norm on h. Without the cap, at μ ≥
+    /// 0.03 the backbone escaped the discriminator by switching h off (every ReLU dead).
+    public var reversalNormCap: Float = 0.5
     public var discriminatorHidden: Int = 64
     /// Probability of zeroing a training row's item-side id embeddings (item, category,
     /// brand), so the backbone also ranks from content — what cold-start items have.
@@ -114,7 +121,8 @@ final class Trainer: @unchecked Sendable {
     private func runStep(_ batch: [(part: Int32, row: Int32)], drop: [Bool], parts: [TrainingPart], cache: [FloatBuffer]?,
                          options o: TrainingOptions, reversal: Float, log: inout TrainingLog) -> Double {
         let (loss, flops) = gradients(batch, dropItemIDs: drop, parts: parts, cache: cache,
-                                      discriminatorWeight: o.discriminatorWeight, reversal: reversal)
+                                      discriminatorWeight: o.discriminatorWeight, reversal: reversal,
+                                      reversalNormCap: o.reversalNormCap)
         log.flops += flops
         log.samples += batch.count
         step += 1
@@ -131,7 +139,9 @@ final class Trainer: @unchecked Sendable {
                 guard f < backbone.spec.contextFields.count else { return .table(t, embeddingOptions) }
                 return o.contextEmbeddingSGD > 0 ? .sgdTable(t, o.contextEmbeddingSGD, o.contextEmbeddingDecay) : .table(t, contextOptions)
             }
-            updates += (backbone.layers + backbone.towers).map { .layer($0, o.adam) }
+            var towerOptions = o.adam
+            towerOptions.weightDecay = o.towerDecay
+            updates += backbone.layers.map { .layer($0, o.adam) } + backbone.towers.map { .layer($0, towerOptions) }
         }
         let usedHeads = Set(batch.map { parts[Int($0.part)].head }.filter { $0 >= 0 })
         var interactionOptions = o.adam
@@ -163,7 +173,7 @@ final class Trainer: @unchecked Sendable {
     /// rows: in batch order). Returns (task loss, flops).
     /// `dropItemIDs`: per batch row, or empty for none.
     func gradients(_ batch: [(part: Int32, row: Int32)], dropItemIDs drop: [Bool] = [], parts: [TrainingPart], cache: [FloatBuffer]?,
-                   discriminatorWeight: Float, reversal: Float) -> (Double, Double) {
+                   discriminatorWeight: Float, reversal: Float, reversalNormCap: Float = .infinity) -> (Double, Double) {
         let n = batch.count, perWorker = (n + workers - 1) / workers
         let sliceCount = (n + perWorker - 1) / perWorker
         heads.forEach { h in h.layers.forEach { $0.zeroGradients() }; h.interaction?.zeroGradients() }
@@ -174,7 +184,7 @@ final class Trainer: @unchecked Sendable {
         DispatchQueue.concurrentPerform(iterations: sliceCount) { w in
             let lo = w * perWorker, hi = min(n, lo + perWorker)
             workerStep(Array(batch[lo..<hi]), drop: drop.isEmpty ? [] : Array(drop[lo..<hi]), parts: parts, cache: cache, worker: w, lossScale: scale,
-                       discriminatorWeight: discriminatorWeight, reversal: reversal)
+                       discriminatorWeight: discriminatorWeight, reversal: reversal, reversalNormCap: reversalNormCap)
         }
         let loss = scratch.reduce(0) { $0 + $1.loss }, flops = scratch.reduce(0) { $0 + $1.flops }
         // Embedding gradients: one table per task, each adding rows in batch order.
@@ -197,7 +207,7 @@ final class Trainer: @unchecked Sendable {
 
     /// One worker's slice: forward, loss, backward into its own gradient buffers.
     private func workerStep(_ rows: [(part: Int32, row: Int32)], drop: [Bool], parts: [TrainingPart], cache: [FloatBuffer]?, worker w: Int,
-                            lossScale: Float, discriminatorWeight: Float, reversal: Float) {
+                            lossScale: Float, discriminatorWeight: Float, reversal: Float, reversalNormCap: Float) {
         let s = scratch[w], m = rows.count, H = backbone.outputWidth, k = backbone.interactionDim
         let out = forwardBackbone(rows.map { (parts[Int($0.part)].data, Int($0.row)) }, drop: drop, cache: cache.map { c in
             rows.map { (c[Int($0.part)], Int($0.row)) } }, scratch: s)
@@ -224,7 +234,7 @@ final class Trainer: @unchecked Sendable {
         }
         if let d = discriminator, backbone.trainable {
             discriminatorStep(d, h: h, rows: m, domains: rows.map { parts[Int($0.part)].domain },
-                              weight: discriminatorWeight * lossScale, reversal: reversal, scratch: s, worker: w)
+                              weight: discriminatorWeight * lossScale, reversal: reversal, cap: reversalNormCap, scratch: s, worker: w)
         }
         if backbone.trainable { backwardBackbone(rows: m, scratch: s, worker: w) }
     }
@@ -389,9 +399,10 @@ final class Trainer: @unchecked Sendable {
     }
 
     /// Softmax cross-entropy of the discriminator on h; its own gradients as usual, and
-    /// −reversal · ∂L_d/∂h added to dL/dh (the gradient-reversal layer).
+    /// −reversal · ∂L_d/∂h added to dL/dh (the gradient-reversal layer), its norm capped at
+    /// `cap` × the norm of the task gradient already in dL/dh.
     private func discriminatorStep(_ d: DiscriminatorNet, h: UnsafeMutablePointer<Float>, rows m: Int, domains: [Int],
-                                   weight: Float, reversal: Float, scratch s: WorkerScratch, worker w: Int) {
+                                   weight: Float, reversal: Float, cap: Float, scratch s: WorkerScratch, worker w: Int) {
         let D = d.hidden.outputs, S = d.domains, H = d.hidden.inputs
         s.discHidden.reserve(m * D); s.discLogits.reserve(m * S)
         d.hidden.forward(h, rows: m, into: s.discHidden.pointer, activation: .relu)
@@ -412,7 +423,10 @@ final class Trainer: @unchecked Sendable {
         reluBackward(s.discGrad.pointer, activations: s.discHidden.pointer, count: m * D)
         s.dTmp.reserve(m * H)
         d.hidden.backward(h, s.discGrad.pointer, rows: m, worker: w, scratch: s.transpose, dx: s.dTmp.pointer)
-        for i in 0..<(m * H) { s.dh.pointer[i] -= reversal * s.dTmp.pointer[i] }
+        var task: Float = 0, adversarial: Float = 0
+        for i in 0..<(m * H) { task += s.dh.pointer[i] * s.dh.pointer[i]; adversarial += s.dTmp.pointer[i] * s.dTmp.pointer[i] }
+        let scale = adversarial > 0 ? min(reversal, cap * (task / adversarial).squareRoot()) : reversal
+        for i in 0..<(m * H) { s.dh.pointer[i] -= scale * s.dTmp.pointer[i] }
         s.flops += 6 * Double(m * (H * D + D * S))
     }
 

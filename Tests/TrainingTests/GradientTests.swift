@@ -4,7 +4,8 @@ import Testing
 @testable import Training
 
 /// Backprop against central finite differences, on a small network in odd sizes, with two
-/// workers, two heads (one segment each), and the adversarial discriminator.
+/// workers, two heads (one segment each), the adversarial discriminator and the two-tower
+/// interaction with its per-head adapter.
 @Suite struct GradientTests {
     static func data(rows: Int, seed: UInt64) -> Impressions {
         var rng = Random(seed: seed)
@@ -22,18 +23,22 @@ import Testing
 
     /// A trainer with nonzero embeddings (they start at zero in real training, which would
     /// leave the layer-0 weight gradients of those columns untested).
-    static func model(discriminator: Bool) -> (Trainer, [TrainingPart]) {
+    static func model(discriminator: Bool, interaction: Bool) -> (Trainer, [TrainingPart]) {
         let spec = BackboneSpec(contextFields: [FieldSpec(name: "user", vocab: 7, dim: 3)], contextDense: 2,
                                 itemFields: [FieldSpec(name: "item", vocab: 11, dim: 3), FieldSpec(name: "category", vocab: 5, dim: 2)],
-                                itemDense: 3, hidden: [9, 6])
+                                itemDense: 3, hidden: [9, 6], interaction: interaction ? InteractionSpec(dim: 3) : nil)
         var rng = Random(seed: 42)
         let backbone = BackboneNet(spec: spec, workers: 2, rng: &rng)
         for t in backbone.tables { for i in 0..<(t.vocab * t.dim) { t.value.pointer[i] = Float(rng.normal() * 0.5) } }
-        let heads = (0..<2).map { _ in HeadNet(input: 6, bottleneck: 3, tower: [5], outputs: 1, baseRate: 0.3, workers: 2, rng: &rng) }
+        let heads = (0..<2).map { _ in
+            HeadNet(input: 6, bottleneck: 3, tower: [5], outputs: 1, interaction: spec.interactionDim, baseRate: 0.3, workers: 2, rng: &rng)
+        }
         // U starts at zero in real training; make it nonzero so the adapter path is exercised.
         for h in heads {
             for i in 0..<h.up.weight.count { h.up.weight.value.pointer[i] = Float(rng.normal() * 0.3) }
             h.up.repack()
+            // And A away from the identity, so its off-diagonal terms carry gradient to u and v.
+            if let a = h.interaction { for i in 0..<a.count { a.value.pointer[i] += Float(rng.normal() * 0.5) } }
         }
         let disc = discriminator ? DiscriminatorNet(input: 6, hidden: 4, domains: 2, workers: 2, rng: &rng) : nil
         let parts = [TrainingPart(data: data(rows: 7, seed: 1), head: 0, domain: 0, weight: 1),
@@ -45,9 +50,9 @@ import Testing
         parts.enumerated().flatMap { p, part in (0..<part.data.count).map { (Int32(p), Int32($0)) } }
     }
 
-    @Test(arguments: [false, true])
-    func denseAndEmbeddingGradientsMatchFiniteDifferences(adversarial: Bool) {
-        let (trainer, parts) = Self.model(discriminator: adversarial)
+    @Test(arguments: [false, true], [false, true])
+    func denseAndEmbeddingGradientsMatchFiniteDifferences(adversarial: Bool, interaction: Bool) {
+        let (trainer, parts) = Self.model(discriminator: adversarial, interaction: interaction)
         let batch = Self.batch(parts)
         let mu: Float = 0.7, reversal: Float = 0.6
         _ = trainer.gradients(batch, parts: parts, cache: nil, discriminatorWeight: mu, reversal: reversal)
@@ -87,8 +92,13 @@ import Testing
         let embeddingGradients = trainer.backbone.tables.map { $0.gradient.array }
         trainer.backbone.tables.forEach { $0.discardGradients() }
         for (i, l) in trainer.backbone.layers.enumerated() { checkLayer(l, backboneSide: true, name: "mlp.\(i)") }
+        for (i, l) in trainer.backbone.towers.enumerated() { checkLayer(l, backboneSide: true, name: "tower\(i)") }
         for (hIndex, h) in trainer.heads.enumerated() {
             for (j, l) in h.layers.enumerated() { checkLayer(l, backboneSide: false, name: "head\(hIndex).layer\(j)") }
+            if let a = h.interaction {
+                let g = (0..<a.count).map { sum(a, $0) }
+                for i in 0..<a.count { check(a.value.pointer + i, analytic: g[i], backboneSide: false, repack: {}, what: "head\(hIndex).interaction[\(i)]") }
+            }
         }
         if let d = trainer.discriminator { for (j, l) in d.layers.enumerated() { checkLayer(l, backboneSide: false, name: "disc.\(j)") } }
         for (t, table) in trainer.backbone.tables.enumerated() {

@@ -22,7 +22,7 @@ enum SmallTransfer {
         e.backbone = BackboneSpec(contextFields: [FieldSpec(name: "user", vocab: 8192, dim: 8)], contextDense: 4,
                                   itemFields: [FieldSpec(name: "item", vocab: 8192, dim: 8), FieldSpec(name: "category", vocab: 256, dim: 4),
                                                FieldSpec(name: "brand", vocab: 2048, dim: 4)],
-                                  itemDense: 17, hidden: [64, 32])
+                                  itemDense: 17, hidden: [64, 32], interaction: InteractionSpec(dim: 8))
         e.bottleneck = 8
         e.tower = [16]
         e.pretrain.epochs = 3
@@ -65,6 +65,23 @@ enum SmallTransfer {
             let soft = try #require(s.softAUC)
             #expect(soft <= star, "\(method.label): soft AUC \(soft) above AUC* \(star)")
         }
+    }
+
+    /// The collapse the transfer issue's notes recorded: at discriminator weight 0.1 the
+    /// backbone escaped the discriminator by switching h off (every ReLU dead, source AUC 0.5).
+    /// With the reversed gradient's norm capped at a fraction of the task gradient's, h stays
+    /// alive and the source head still ranks.
+    @Test func adversarialPretrainingAtAStrongDiscriminatorWeightDoesNotCollapse() throws {
+        var config = SmallTransfer.experiment
+        config.pretrain.discriminatorWeight = 0.1
+        let world = WorldGenerator.generate(SmallTransfer.world(seed: 5))
+        let trainer = TransferExperiment(world: world, config: config, seed: 5).pretrainedModel(adversarial: true)
+        let test = world.sources[0].test
+        let features = trainer.hidden(test), H = trainer.backbone.outputWidth, width = H + 2 * trainer.backbone.interactionDim
+        let alive = (0..<H).filter { j in (0..<test.count).contains { features.pointer[$0 * width + j] > 0 } }.count
+        #expect(alive >= H / 2, "\(alive) of \(H) units of h are ever positive")
+        let auc = RankingMetrics.auc(scores: trainer.predict(test, head: 0), labels: test.labels)
+        #expect(auc > 0.55, "source AUC \(auc) after adversarial pretraining at μ = 0.1")
     }
 
     @Test func trainingIsDeterministicBySeedOnTwoThreads() throws {
