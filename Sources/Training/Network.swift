@@ -176,6 +176,14 @@ final class HeadNet: @unchecked Sendable {
                        interaction: a, interactionDim: interactionDim)
     }
 
+    /// The adapter at zero, decaying towards zero: for a head on an untrained backbone, whose
+    /// random towers would otherwise add a random uᵀv to every score (trained on 1 % of the
+    /// target, such a model ranked below chance). A's gradient u·vᵀ is not zero, so it moves.
+    func startInteractionAtZero() {
+        interaction?.value.zero()
+        interaction?.anchor = nil
+    }
+
     /// Pulls weight decay towards the current weights (L2-SP fine-tuning from a source head).
     func anchorToCurrentWeights() {
         for l in layers { l.weight.anchor = l.weight.value.array }

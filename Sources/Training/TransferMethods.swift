@@ -50,7 +50,11 @@ public struct ExperimentConfig: Codable, Sendable {
     public var pooled = TrainingOptions(epochs: 1)
     public var targetOnly = TrainingOptions(epochs: 2, minSteps: 40)
     public var fullFineTune = TrainingOptions(epochs: 2, minSteps: 40, learningRate: 3e-4)
-    public var headFineTune = TrainingOptions(epochs: 3, minSteps: 100, learningRate: 1e-3, weightDecay: 1e-2)
+    public var headFineTune: TrainingOptions = {
+        var o = TrainingOptions(epochs: 3, minSteps: 300, learningRate: 1e-3, weightDecay: 1e-2)
+        o.interactionDecay = 1e-3  // the target's concept shift is what the adapter is for
+        return o
+    }()
     public var threads = 2
 
     public init() {}
@@ -165,7 +169,9 @@ public final class TransferExperiment {
         switch method {
         case .targetOnly:
             let backbone = BackboneNet(spec: config.backbone, workers: workers, rng: &rng)
-            model = Trainer(backbone: backbone, heads: [newHead(baseRate: train.clickRate, rng: &rng)], workers: workers)
+            let head = newHead(baseRate: train.clickRate, rng: &rng)
+            head.startInteractionAtZero()
+            model = Trainer(backbone: backbone, heads: [head], workers: workers)
             log = model.train([TrainingPart(data: train, head: 0, domain: 0)], options: config.targetOnly, seed: seed)
             (targetHead, sourceHead) = (0, nil)
         case .zeroShot:
