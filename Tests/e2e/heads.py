@@ -41,11 +41,17 @@ def backbone_spec(model_dir: Path | str) -> dict:
 
 def head_spec(backbone: Mapping, scene: str, version: str, *, parent: str = "", bottleneck: int = 32,
               tower: Sequence[int] = (64,), outputs: Sequence[str] = DEFAULT_OUTPUTS,
-              input_width: int | None = None) -> dict:
-    """A head spec that fits `backbone` (input = its last hidden width unless `input_width`)."""
-    return {"scene": scene, "version": version, "parent": parent,
+              input_width: int | None = None, interaction: int | None = None) -> dict:
+    """A head spec that fits `backbone` (input = its last hidden width unless `input_width`),
+    with an interaction adapter of the backbone's tower width unless `interaction` says
+    otherwise (0: none)."""
+    spec = {"scene": scene, "version": version, "parent": parent,
             "input": sm.backbone_output_width(backbone) if input_width is None else input_width,
             "bottleneck": bottleneck, "tower": list(tower), "outputs": list(outputs)}
+    k = sm.backbone_interaction_dim(backbone) if interaction is None else interaction
+    if k:
+        spec["interaction"] = k
+    return spec
 
 
 def _serialize(spec: Mapping, tensors: Mapping[str, np.ndarray], dtype: str = "F32") -> bytes:
