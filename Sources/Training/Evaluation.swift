@@ -99,6 +99,25 @@ public enum Evaluation {
                                 trainingSamplesPerSecond: seconds > 0 ? Double(samples) / seconds : 0)
     }
 
+    /// One report from runs of the same grid with different methods (e.g. a new baseline row
+    /// run later on the same seeds, ρ and fractions): records joined, cells recomputed.
+    public static func merge(_ reports: [EvaluationReport]) throws -> EvaluationReport {
+        guard var config = reports.first?.config else { throw ConfigError("nothing to merge") }
+        for r in reports.dropFirst() {
+            guard r.config.seeds == config.seeds, r.config.rhos == config.rhos, r.config.fractions == config.fractions else {
+                throw ConfigError("reports to merge must share seeds, ρ and fractions")
+            }
+        }
+        let methods = Set(reports.flatMap(\.config.methods))
+        config.methods = TransferMethod.allCases.filter(methods.contains)
+        let records = reports.flatMap(\.records)
+        let samples = reports.reduce(0) { $0 + $1.trainingSamples }
+        let seconds = reports.reduce(0.0) { $0 + Double($1.trainingSamples) / max($1.trainingSamplesPerSecond, 1e-9) }
+        return EvaluationReport(config: config, records: records, cells: aggregate(records, config: config),
+                                ceilings: ceilings(records), wallSeconds: reports.reduce(0) { $0 + $1.wallSeconds },
+                                trainingSamples: samples, trainingSamplesPerSecond: seconds > 0 ? Double(samples) / seconds : 0)
+    }
+
     static func aggregate(_ records: [EvaluationRecord], config: EvaluationConfig) -> [EvaluationCell] {
         var cells: [EvaluationCell] = []
         for rho in config.rhos {

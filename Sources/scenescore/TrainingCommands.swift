@@ -98,10 +98,19 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Evaluation config JSON: fractions, rhos, seeds, methods, world {…}, experiment {…}; missing keys keep the benchmark's defaults.") var config: String?
     @Option(help: "Output directory.") var out = "var/eval"
     @Flag(help: "Print one line per trained model.") var verbose = false
+    @Option(help: "Instead of training: merge these report.json files (same seeds, ρ and fractions; other methods), comma-separated.")
+    var merge: String?
 
     func run() throws {
-        let evalConfig = try config.map { try EvaluationConfig.load(json: try readFile($0)) } ?? EvaluationConfig()
-        let report = try Evaluation.run(evalConfig) { line in if verbose { print(line) } }
+        let report: EvaluationReport
+        if let merge {
+            report = try Evaluation.merge(merge.split(separator: ",").map {
+                try JSONDecoder().decode(EvaluationReport.self, from: try readFile(String($0)))
+            })
+        } else {
+            let evalConfig = try config.map { try EvaluationConfig.load(json: try readFile($0)) } ?? EvaluationConfig()
+            report = try Evaluation.run(evalConfig) { line in if verbose { print(line) } }
+        }
         try report.write(to: out)
         print(report.markdown)
         print("wrote \(out)/report.md, \(out)/report.json, \(out)/lift.svg")
