@@ -5,8 +5,8 @@ import Model
 /// (seed 1, ρ = 0.8). The backbone is the multi-task pretraining across the source scenes; the
 /// cold-start electronics head is fine-tuned from the apparel head on 5 % of the target pool
 /// with the backbone frozen (method f — the shared backbone stays as served, only a head is
-/// added, as a hot-swapped head would be). The full table's best head-only method at 5 %
-/// (Sources/Training/results). About 20 s on two cores.
+/// added, as a hot-swapped head would be), its interaction adapter included. The full table's
+/// best head-only method at 5 % (Sources/Training/results). About 30 s on two cores.
 public enum DefaultTraining {
     public static let method = TransferMethod.fineTune
     public static let fraction = 0.05
