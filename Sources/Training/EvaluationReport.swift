@@ -43,7 +43,7 @@ extension EvaluationReport {
     public var svg: String {
         let panelW = 360.0, panelH = 260.0, margin = (left: 52.0, right: 12.0, top: 30.0, bottom: 40.0)
         let width = panelW * Double(config.rhos.count), height = panelH + 120
-        let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+        let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
         let lifts = cells.map(\.lift.mean)
         let yMin = min(0, (lifts.min() ?? 0).rounded(.down)), yMax = max(1, (lifts.max() ?? 1))
         let xs = config.fractions.map { Foundation.log10($0) }

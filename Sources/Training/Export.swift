@@ -46,9 +46,11 @@ public enum ModelExport {
 extension TransferExperiment {
     /// Trains `method` on `fraction` of the target pool and writes the backbone with every
     /// source head and the target head. Method c is not exported: its backbone reads a scene
-    /// id that the serving schema does not carry.
+    /// id that the serving schema does not carry; nor is method fm, which is not a backbone
+    /// with heads at all.
     public func trainAndExport(_ method: TransferMethod, fraction: Double, to directory: String) throws -> MethodScores {
         guard method != .pooled else { throw ConfigError("method c (pooled) is not exported: its backbone has a scene feature the serving schema lacks") }
+        guard method != .fm else { throw ConfigError("method fm (factorization machine) is not exported: the server serves a backbone with heads, not an FM") }
         let scores = try run(method, fraction: fraction)
         guard let model = lastModel else { throw ConfigError("no model was trained") }
         let target = world.target.name

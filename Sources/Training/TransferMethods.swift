@@ -18,6 +18,9 @@ public enum TransferMethod: String, Codable, CaseIterable, Sendable {
     case fineTune = "f"
     /// g. f on the e backbone.
     case adversarialFineTune = "g"
+    /// fm. A baseline outside the served architecture: a factorization machine pretrained on
+    ///    the pooled sources, then fine-tuned on the target fraction with L2-SP, like f.
+    case fm = "fm"
 
     public var label: String {
         switch self {
@@ -28,6 +31,7 @@ public enum TransferMethod: String, Codable, CaseIterable, Sendable {
         case .adversarial: "e d + adversarial, full fine-tune"
         case .fineTune: "f head fine-tune (d backbone)"
         case .adversarialFineTune: "g head fine-tune (e backbone)"
+        case .fm: "fm factorization machine, fine-tuned (L2-SP)"
         }
     }
 }
@@ -55,6 +59,8 @@ public struct ExperimentConfig: Codable, Sendable {
         o.interactionDecay = 1e-3  // the target's concept shift is what the adapter is for
         return o
     }()
+    /// Method fm's model and schedules.
+    public var fm = FMOptions()
     public var threads = 2
 
     public init() {}
@@ -95,12 +101,15 @@ public final class TransferExperiment {
     public let world: World
     public let config: ExperimentConfig
     let seed: UInt64
-    /// Pretrained models by "adversarial?", shared with experiments on the same sources.
-    private final class Pretrained { var models: [Bool: Trainer] = [:] }
-    private let pretrained: Pretrained
-    public private(set) var logs: [String: TrainingLog] = [:]
+    /// Pretrained models by "adversarial?" and method fm's, shared with experiments on the same sources.
+    final class Pretrained {
+        var models: [Bool: Trainer] = [:]
+        var factorizationMachine: FactorizationMachine?
+    }
+    let pretrained: Pretrained
+    public internal(set) var logs: [String: TrainingLog] = [:]
     /// Logs of the pretraining runs this experiment ran itself (not inherited ones).
-    public private(set) var pretrainingLogs: [TrainingLog] = []
+    public internal(set) var pretrainingLogs: [TrainingLog] = []
 
     /// `previous`: an experiment on a world with the same seed and sources (another ρ), whose
     /// pretrained backbones are reused — pretraining never reads the target's labels.
@@ -214,6 +223,9 @@ public final class TransferExperiment {
             log = model.train([TrainingPart(data: train, head: sources.count, domain: 0)], options: config.headFineTune, seed: seed)
             base.backbone.trainable = true
             (targetHead, sourceHead) = (sources.count, sourceIndex)
+        case .fm:
+            lastModel = nil  // not a backbone and heads: nothing to export
+            return try runFactorizationMachine(train: train, fraction: fraction)
         }
         lastModel = (model, targetHead)
         var scores = evaluate(model, head: targetHead, on: target.test)
@@ -234,7 +246,10 @@ public final class TransferExperiment {
     private(set) var lastModel: (trainer: Trainer, targetHead: Int)?
 
     func evaluate(_ model: Trainer, head: Int, on test: Impressions) -> MethodScores {
-        let logits = model.predict(test, head: head)
+        evaluate(logits: model.predict(test, head: head), on: test)
+    }
+
+    func evaluate(logits: [Float], on test: Impressions) -> MethodScores {
         let soft = test.eta.map { eta in RankingMetrics.softAUC(scores: logits, probabilities: eta.map { Float(sigmoid(Double($0))) }) }
         return MethodScores(auc: RankingMetrics.auc(scores: logits, labels: test.labels), softAUC: soft,
                             logloss: RankingMetrics.logloss(logits: logits, labels: test.labels), sourceAUC: nil,

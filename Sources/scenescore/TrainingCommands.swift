@@ -36,7 +36,8 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train transfer methods on a generated world (or .npy data) and report target scores; --out exports the model.",
         discussion: """
         Methods: a target-only, b zero-shot, c pooled with a scene feature, d multi-task pretraining + full fine-tune,
-        e d with an adversarial scene discriminator, f head fine-tune on the frozen d backbone, g f on the e backbone.
+        e d with an adversarial scene discriminator, f head fine-tune on the frozen d backbone, g f on the e backbone;
+        fm a factorization machine pretrained on the sources and fine-tuned with L2-SP (a baseline; not exportable).
         Several methods (--method a,f,g) share one pretraining.
         """)
     @Option(help: "Methods, comma-separated.") var method: String = "g"
@@ -52,7 +53,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let methods = try method.split(separator: ",").map { m in
-            guard let t = TransferMethod(rawValue: String(m)) else { throw ValidationError("unknown method '\(m)' (a…g)") }
+            guard let t = TransferMethod(rawValue: String(m)) else { throw ValidationError("unknown method '\(m)' (a…g, fm)") }
             return t
         }
         let experimentConfig = try config.map { try ExperimentConfig.load(json: try readFile($0)) } ?? ExperimentConfig()
