@@ -22,9 +22,6 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     /// instead of lazy Adam — see `EmbeddingTable.updateSGD`. Measured on the benchmark (seed
     /// 1, ρ 0.8): zero-shot soft AUC 0.562 with Adam, 0.581 with SGD.
     public var contextEmbeddingSGD: Float = 10
-    /// L2 decay of the user and item towers' weights. The towers multiply the embeddings, so
-    /// decay on the user rows alone is undone by a larger tower: both carry the prior.
-    public var towerDecay: Float = 0
     /// L2 decay of a head's interaction adapter towards its anchor (the identity, or the
     /// source head's matrix when fine-tuning).
     public var interactionDecay: Float = 1e-2
@@ -141,9 +138,7 @@ final class Trainer: @unchecked Sendable {
                 guard f < backbone.spec.contextFields.count else { return .table(t, embeddingOptions) }
                 return o.contextEmbeddingSGD > 0 ? .sgdTable(t, o.contextEmbeddingSGD, o.contextEmbeddingDecay) : .table(t, contextOptions)
             }
-            var towerOptions = o.adam
-            towerOptions.weightDecay = o.towerDecay
-            updates += backbone.layers.map { .layer($0, o.adam) } + backbone.towers.map { .layer($0, towerOptions) }
+            updates += (backbone.layers + backbone.towers).map { .layer($0, o.adam) }
         }
         let usedHeads = Set(batch.map { parts[Int($0.part)].head }.filter { $0 >= 0 })
         var interactionOptions = o.adam
