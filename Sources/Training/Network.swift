@@ -153,8 +153,9 @@ final class HeadNet: @unchecked Sendable {
         interactionDim = k
         if k > 0 {
             let identity = (0..<(outputs * k * k)).map { i -> Float in (i % (k * k)) % (k + 1) == 0 ? 1 : 0 }
-            interaction = Parameter(identity, workers: workers)
-            interaction!.anchor = identity  // decay pulls towards "the target interacts like the sources"
+            let a = Parameter(identity, workers: workers)
+            a.anchor = identity  // decay pulls towards "the target interacts like the sources"
+            interaction = a
         } else {
             interaction = nil
         }
