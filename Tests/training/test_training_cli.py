@@ -118,7 +118,9 @@ def write_numpy_scene(root: Path, scene: str, rng: np.random.Generator, users: n
         u = rng.integers(0, len(users), rows)
         items = rng.integers(0, 300, rows)
         item_vec = np.random.default_rng(item_base).normal(size=(300, 16)).astype(np.float32)
-        logit = -2.5 + (users[u] * item_vec[items]).sum(axis=1) / 4
+        # An item main effect readable from content (what a model trained on one scene's few
+        # thousand rows can learn) plus the user × item interaction (what needs the sources).
+        logit = -2.5 + item_vec[items, 0] + (users[u] * item_vec[items]).sum(axis=1) / 4
         labels = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.float32)
         np.save(d / "context_ids.npy", u.astype(np.uint32).reshape(-1, 1))
         np.save(d / "context_dense.npy", rng.normal(size=(rows, 4)).astype(np.float32))
