@@ -199,13 +199,7 @@ final class FactorizationMachine {
                 p[1 + f] = v - lr * (g * (x * s[f] - v * x * x) + decay * (v - a[1 + f]))
             }
         }
-        return Self.loss(logit: y, label: label)
-    }
-
-    /// Log loss of one logit, stable for large |y|: log(1 + e^y) − label·y.
-    static func loss(logit y: Float, label: Float) -> Double {
-        let z = Double(y)
-        return max(z, 0) + Foundation.log1p(Foundation.exp(-abs(z))) - Double(label) * z
+        return RankingMetrics.crossEntropy(logit: Double(y), label: Double(label))
     }
 
     /// Per-sample SGD over every row of `parts`, shuffled each epoch, for `epochs` epochs or at

@@ -8,6 +8,8 @@ public enum RankingMetrics {
     /// score, then one pass with a running sum of (1 − p) over strictly lower scores.
     public static func softAUC(scores: [Float], probabilities p: [Float]) -> Double {
         precondition(scores.count == p.count, "softAUC: \(scores.count) scores, \(p.count) probabilities")
+        // A diverged model's ranking is undefined (and NaN ≠ NaN would stall the tie groups below).
+        if scores.contains(where: \.isNaN) { return .nan }
         let order = scores.indices.sorted { scores[$0] < scores[$1] }
         var lowerNegatives = 0.0, numerator = 0.0
         var sumP = 0.0, sumQ = 0.0, sumPQ = 0.0

@@ -45,7 +45,7 @@ import Testing
             func check(_ saved: Float, after: Float, anchor: Float?, what: String, set: (Float) -> Void) {
                 func objective(_ v: Float) -> Double {
                     set(v)
-                    let loss = FactorizationMachine.loss(logit: fm.score(data, row: r), label: data.labels[r])
+                    let loss = RankingMetrics.crossEntropy(logit: Double(fm.score(data, row: r)), label: Double(data.labels[r]))
                     return loss + (anchor.map { Double(decay) / 2 * Double(v - $0) * Double(v - $0) } ?? 0)
                 }
                 let eps: Float = 1e-2

@@ -60,6 +60,11 @@ import Testing
         #expect(abs(RankingMetrics.softAUC(scores: scores, probabilities: p) - num / (sp * sq - spq)) < 1e-9)
     }
 
+    /// A diverged model's scores: the AUC is undefined, and computing it must not hang.
+    @Test func aucOfNaNScoresIsNaN() {
+        #expect(RankingMetrics.auc(scores: [0.3, .nan, 0.1, .nan], labels: [1, 0, 0, 1]).isNaN)
+    }
+
     @Test func loglossIsStableForLargeLogits() {
         let l = RankingMetrics.logloss(logits: [100, -100, 0], labels: [1, 0, 1])
         #expect(abs(l - log(2) / 3) < 1e-9)
