@@ -53,6 +53,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // Heap allocations counted per request (Tests/AllocationProbe), LD_PRELOADed there only.
+        .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
     ],
     targets: [
         // C libraries from Debian, and the one-line wrappers for macros Swift cannot import.
@@ -84,6 +86,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ], path: "Sources/Server", swiftSettings: vectorISA),
         .target(name: "Training", dependencies: ["Kernels", "Model"], path: "Sources/Training",
                 exclude: ["README.md", "results"], swiftSettings: numericISA),
@@ -102,7 +105,6 @@ let package = Package(
             name: "scenescore",
             dependencies: [
                 "Kernels", "Model", "Training", "Bench", "CShims", "Server", "LoadTool",
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -141,6 +143,19 @@ let package = Package(
         .testTarget(name: "LoadToolTests", dependencies: ["LoadTool", "Wire"], path: "Tests/LoadToolTests"),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Kernels"],
                     path: "Tests/TrainingTests", swiftSettings: numericISA),
+        // Heap allocations per scored request, counted in a real server process (the server in
+        // process, h2load outside it) with malloc-interposer preloaded: Tests/e2e/test_allocations.py.
+        .target(name: "AllocationProbeC", path: "Tests/AllocationProbeC"),
+        .executableTarget(name: "AllocationProbe", dependencies: [
+            "Server", "H2", "Wire", "LoadTool", "AllocationProbeC",
+            .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], path: "Tests/AllocationProbe",
+        // Function names for the allocation sites it reports (dladdr reads the dynamic symbol table).
+        linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
         .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests",
                     swiftSettings: vectorISA),
     ]

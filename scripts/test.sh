@@ -9,12 +9,17 @@ swift build --build-tests
 # The end-to-end tests start the real release server binary and load the bundled plugins (and
 # the broken fixture plugins the loader must refuse).
 swift build -c release --product scenescore
+# The allocation probe (Tests/AllocationProbe) and the malloc interposer it is run with.
+swift build -c release --product AllocationProbe
 for plugin in ApparelPlugin ElectronicsPlugin BeautyPlugin PluginFixtureBadABI PluginFixtureNoEntry \
               PluginFixtureFailingCreate PluginFixtureWrongCounts; do
   swift build -c release --product "$plugin"
 done
 swift test --skip-build 2>&1 | tee .build/swift-test.log
 grep -q "Test run with .* passed" .build/swift-test.log
+
+echo "== sanitizers: AddressSanitizer (every test target), ThreadSanitizer (transport, server, registry)"
+./scripts/sanitizers.sh address thread
 
 echo "== python reference and end-to-end tests (real server process, real clients)"
 # Separate runs: each suite has its own conftest.py and rootdir.

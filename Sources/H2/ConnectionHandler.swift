@@ -16,6 +16,8 @@ struct TransportMetrics: Sendable {
     let handshakeFailures = Counter(label: "scenescore_tls_handshake_failures_total")
     let protocolErrors = Counter(label: "scenescore_h2_protocol_errors_total")
     let streamsTimedOut = Counter(label: "scenescore_h2_streams_timed_out_total")
+    let rejectedAtServerCap = Counter(label: "scenescore_connections_rejected_total", dimensions: [("reason", "server_limit")])
+    let rejectedAtAddressCap = Counter(label: "scenescore_connections_rejected_total", dimensions: [("reason", "address_limit")])
 }
 
 /// One HTTP/2 connection: TLS (memory BIOs, optional) → nghttp2 session → application.

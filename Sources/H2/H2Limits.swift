@@ -28,6 +28,12 @@ public struct H2Limits: Sendable {
     public var initialWindowSize = 1 << 20
     /// Plaintext produced per flush before the connection yields to others on its event loop.
     public var outputChunkBytes = 256 * 1024
+    /// Open connections per listener set (one `H2Server`), and per client IP address: above
+    /// either cap a new connection is closed as soon as it is accepted, before any TLS work, so
+    /// idle connections cannot pile up memory until their idle timeout. Counted in
+    /// `scenescore_connections_rejected_total{reason}`.
+    public var maxConnections = 1024
+    public var maxConnectionsPerAddress = 256
 
     public init() {}
 }

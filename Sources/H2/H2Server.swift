@@ -12,7 +12,7 @@ public final class H2Server: Sendable {
     private let logger: Logger
     private let metrics = TransportMetrics()
     private let listeners = NIOLockedValueBox<[any Channel]>([])
-    private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    private let connections = NIOLockedValueBox(OpenConnections())
     private let draining = NIOLockedValueBox(false)
     /// The last connection id handed out, for log metadata.
     private let lastConnectionID = NIOLockedValueBox<UInt64>(0)
@@ -37,8 +37,14 @@ public final class H2Server: Sendable {
             .childChannelInitializer { [self] channel in
                 if draining.withLockedValue({ $0 }) { return channel.close() }
                 let id = ObjectIdentifier(channel)
-                connections.withLockedValue { $0[id] = channel }
-                channel.closeFuture.whenComplete { [self] _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
+                let address = channel.remoteAddress?.ipAddress ?? "unknown"
+                let refusal = connections.withLockedValue { $0.admit(channel, id: id, address: address, limits: limits) }
+                if let refusal {
+                    (refusal == .serverLimit ? metrics.rejectedAtServerCap : metrics.rejectedAtAddressCap).increment()
+                    logger.debug("connection.refused", metadata: ["peer": "\(address)", "reason": "\(refusal)"])
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { [self] _ in connections.withLockedValue { $0.remove(id, address: address) } }
                 var connectionLogger = logger
                 connectionLogger[metadataKey: "connection.id"] = "\(lastConnectionID.withLockedValue { $0 += 1; return $0 })"
                 return channel.eventLoop.makeCompletedFuture {
@@ -55,22 +61,46 @@ public final class H2Server: Sendable {
         return bound
     }
 
-    public var openConnections: Int { connections.withLockedValue { $0.count } }
+    public var openConnections: Int { connections.withLockedValue { $0.channels.count } }
 
     /// Graceful shutdown: stop accepting, GOAWAY every connection so in-flight streams finish,
     /// wait up to `drainTimeout` for them to close, then close whatever is left.
     public func shutdown(drainTimeout: TimeAmount) async {
         draining.withLockedValue { $0 = true }
         for listener in listeners.withLockedValue({ $0 }) { try? await listener.close() }
-        let open = connections.withLockedValue { Array($0.values) }
+        let open = connections.withLockedValue { Array($0.channels.values) }
         logger.info("draining", metadata: ["connections": "\(open.count)"])
         for channel in open { channel.pipeline.fireUserInboundEventTriggered(H2GracefulShutdownEvent()) }
         let deadline = NIODeadline.now() + drainTimeout
         while openConnections > 0 && NIODeadline.now() < deadline {
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
-        let left = connections.withLockedValue { Array($0.values) }
+        let left = connections.withLockedValue { Array($0.channels.values) }
         if !left.isEmpty { logger.warning("drain.timeout", metadata: ["closing": "\(left.count)"]) }
         for channel in left { try? await channel.close() }
+    }
+}
+
+/// The open connections of one `H2Server`, and how many each client address holds.
+private struct OpenConnections {
+    enum Refusal { case serverLimit, addressLimit }
+
+    var channels: [ObjectIdentifier: any Channel] = [:]
+    var perAddress: [String: Int] = [:]
+
+    /// Records a new connection, or says which cap it would exceed.
+    mutating func admit(_ channel: any Channel, id: ObjectIdentifier, address: String, limits: H2Limits) -> Refusal? {
+        if channels.count >= limits.maxConnections { return .serverLimit }
+        let held = perAddress[address, default: 0]
+        if held >= limits.maxConnectionsPerAddress { return .addressLimit }
+        channels[id] = channel
+        perAddress[address] = held + 1
+        return nil
+    }
+
+    mutating func remove(_ id: ObjectIdentifier, address: String) {
+        guard channels.removeValue(forKey: id) != nil else { return }
+        let held = perAddress[address, default: 1] - 1
+        perAddress[address] = held > 0 ? held : nil
     }
 }

@@ -341,6 +341,7 @@ final class PipelinedClientSession: NGHTTP2Endpoint, H2Session {
     }
 
     func connectionClosed() {
+        flush = nil  // it holds the handler's context, which holds this session
         guard !finished else { return }
         finished = true
         for index in slots.indices where slots[index].streamID != 0 {

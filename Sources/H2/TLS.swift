@@ -2,6 +2,9 @@ internal import CNGHTTP2
 internal import COpenSSL
 internal import CShims
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An OpenSSL failure, drained from the error queue at the C boundary.
 public struct TLSError: Error, CustomStringConvertible, Sendable {
@@ -122,12 +125,33 @@ final class TLSConnection {
     private(set) var handshakeDone = false
     let isClient: Bool
     /// One TLS record's worth of plaintext, reused for every read.
-    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
+    private let scratch: UnsafeMutableRawBufferPointer
 
+    /// A client connection names the server it expects (`serverName`): it is sent as SNI (for a
+    /// DNS name) and, when the context verifies peers, the certificate must match it (a DNS name
+    /// or an IP address in subjectAltName); a valid certificate for another name fails the handshake.
     init(context: TLSContext, server: Bool, serverName: String? = nil) throws {
         ERR_clear_error()
         guard let ssl = SSL_new(context.ctx) else { throw TLSError("SSL_new failed") }
-        guard let r = BIO_new(BIO_s_mem()), let w = BIO_new(BIO_s_mem()) else {
+        // Everything that can fail happens before the stored properties are set: a throw after
+        // that would run deinit, which frees the SSL too.
+        if !server {
+            do {
+                guard let serverName, !serverName.isEmpty else {
+                    throw TLSError("a client connection needs the server's name: its certificate is checked against it")
+                }
+                try Self.expectPeer(named: serverName, on: ssl)
+            } catch {
+                SSL_free(ssl)
+                throw error
+            }
+        }
+        guard let r = BIO_new(BIO_s_mem()) else {
+            SSL_free(ssl)
+            throw TLSError("BIO_new failed")
+        }
+        guard let w = BIO_new(BIO_s_mem()) else {
+            BIO_free(r)  // not yet owned by the SSL
             SSL_free(ssl)
             throw TLSError("BIO_new failed")
         }
@@ -139,12 +163,33 @@ final class TLSConnection {
         self.readBIO = r
         self.writeBIO = w
         self.isClient = !server
+        self.scratch = .allocate(byteCount: 16 * 1024, alignment: 16)
         if server {
             SSL_set_accept_state(ssl)
         } else {
-            if let serverName { _ = scenescore_SSL_set_tlsext_host_name(ssl, serverName) }
             SSL_set_connect_state(ssl)
         }
+    }
+
+    /// SNI and the certificate name check for a client. An IP literal is matched against the
+    /// certificate's IP addresses and not sent as SNI (RFC 6066 allows only host names there).
+    private static func expectPeer(named name: String, on ssl: OpaquePointer) throws {
+        let bare = name.hasPrefix("[") && name.hasSuffix("]") ? String(name.dropFirst().dropLast()) : name
+        if isIPAddress(bare) {
+            guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), bare) == 1 else {
+                throw TLSError("cannot expect IP address \(bare) in the server certificate")
+            }
+        } else {
+            guard scenescore_SSL_set_tlsext_host_name(ssl, bare) == 1 else { throw TLSError("cannot send server name \(bare) (SNI)") }
+            // No partial wildcards (e.g. "b*z.example.com"): only whole left-most labels match.
+            SSL_set_hostflags(ssl, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS))
+            guard SSL_set1_host(ssl, bare) == 1 else { throw TLSError("cannot expect host name \(bare) in the server certificate") }
+        }
+    }
+
+    private static func isIPAddress(_ s: String) -> Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        return inet_pton(AF_INET, s, &v4) == 1 || inet_pton(AF_INET6, s, &v6) == 1
     }
 
     deinit {
@@ -173,7 +218,13 @@ final class TLSConnection {
         }
         switch SSL_get_error(ssl, rc) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return .inProgress
-        default: return .failed(TLSError("TLS handshake failed"))
+        default:
+            // Say why the peer's certificate was refused (untrusted, expired, another host's name).
+            let verify = SSL_get_verify_result(ssl)
+            if verify != X509_V_OK, let reason = X509_verify_cert_error_string(verify) {
+                return .failed(TLSError("TLS handshake failed: peer certificate refused (\(String(cString: reason)))"))
+            }
+            return .failed(TLSError("TLS handshake failed"))
         }
     }
 

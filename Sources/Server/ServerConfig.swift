@@ -42,6 +42,7 @@ public struct ServerConfig: Sendable {
                               "maxCandidates", "maxQueueDelayMicroseconds", "drainTimeout", "logLevel", "maxConcurrentStreams",
                               "maxHeaderListBytes", "maxHeaderFields", "maxBodyBytes", "handshakeTimeout",
                               "idleTimeout", "streamTimeout", "streamResetBurst", "streamResetRate", "maxContinuations",
+                              "maxConnections", "maxConnectionsPerAddress",
                               "stateDir", "pluginDir", "keepVersions", "adminHost", "adminPort", "adminToken", "adminTokenFile",
                               "adminClientCA", "adminMaxUploadBytes"]
 
@@ -84,6 +85,8 @@ public struct ServerConfig: Sendable {
         case "streamResetBurst": limits.streamResetBurst = try int(min: 1)
         case "streamResetRate": limits.streamResetRate = try int(min: 1)
         case "maxContinuations": limits.maxContinuations = try int(min: 1)
+        case "maxConnections": limits.maxConnections = try int(min: 1)
+        case "maxConnectionsPerAddress": limits.maxConnectionsPerAddress = try int(min: 1)
         case "stateDir": stateDir = value
         case "pluginDir": pluginDir = value
         case "keepVersions": keepVersions = try int(min: 1)

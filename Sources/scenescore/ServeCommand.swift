@@ -1,9 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
-import Metrics
 import Model
-import Prometheus
 import Server
 import Training
 import ServiceLifecycle
@@ -40,6 +38,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Rapid-reset token bucket size (1000).") var streamResetBurst: Int?
     @Option(help: "Rapid-reset refill per second (33).") var streamResetRate: Int?
     @Option(help: "CONTINUATION frames per header block (8).") var maxContinuations: Int?
+    @Option(help: "Open connections per listener; above it new ones are closed at once (1024).") var maxConnections: Int?
+    @Option(help: "Open connections per client IP address (256).") var maxConnectionsPerAddress: Int?
     @Option(help: "Scene registry state directory (var/state).") var stateDir: String?
     @Option(help: "Directory scene plugins are loaded from, and only from (var/plugins).") var pluginDir: String?
     @Option(help: "Head versions kept per scene for rollback (5).") var keepVersions: Int?
@@ -63,6 +63,8 @@ struct ServeCommand: AsyncParsableCommand {
             ("idleTimeout", idleTimeout.map { String($0) }), ("streamTimeout", streamTimeout.map { String($0) }),
             ("streamResetBurst", streamResetBurst.map(String.init)), ("streamResetRate", streamResetRate.map(String.init)),
             ("maxContinuations", maxContinuations.map(String.init)),
+            ("maxConnections", maxConnections.map(String.init)),
+            ("maxConnectionsPerAddress", maxConnectionsPerAddress.map(String.init)),
             ("stateDir", stateDir), ("pluginDir", pluginDir), ("keepVersions", keepVersions.map(String.init)),
             ("adminHost", adminHost), ("adminPort", adminPort.map(String.init)), ("adminTokenFile", adminTokenFile),
             ("adminClientCA", adminClientCA), ("adminMaxUploadBytes", adminMaxUploadBytes.map(String.init)),
@@ -93,14 +95,7 @@ struct ServeCommand: AsyncParsableCommand {
             handler.logLevel = level
             return handler
         }
-        let registry = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [.microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500),
-                                                   .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
-                                                   .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
-                                                   .seconds(1)]
-        factory.valueHistogramBuckets["scenescore_batch_requests"] = [1, 2, 4, 8, 16, 32, 64, 128]
-        MetricsSystem.bootstrap(factory)
+        let registry = MetricsBackend.bootstrapPrometheus()
         let logger = Logger(label: "scenescore")
 
         if settings.modelDir == ServerConfig().modelDir,
@@ -108,11 +103,7 @@ struct ServeCommand: AsyncParsableCommand {
             logger.info("model.default.train", metadata: ["dir": "\(settings.modelDir)"])
             try DefaultTraining.train(to: settings.modelDir)
         }
-        let server = ScoreServer(config: settings, logger: logger) {
-            var buffer: [UInt8] = []
-            registry.emit(into: &buffer)
-            return buffer
-        }
+        let server = ScoreServer(config: settings, logger: logger, renderMetrics: MetricsBackend.renderer(registry))
         let group = ServiceGroup(configuration: .init(services: [.init(service: server)],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

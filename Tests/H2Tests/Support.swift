@@ -26,6 +26,50 @@ struct TestCertificate {
     func remove() { try? FileManager.default.removeItem(atPath: directory) }
 }
 
+/// A throwaway certificate authority that issues leaf certificates for chosen names, made with
+/// the openssl CLI: a certificate that chains to a trusted CA but names another host.
+struct TestCA {
+    let directory: String
+    var cert: String { directory + "/ca.pem" }
+
+    static func make() throws -> TestCA {
+        let dir = NSTemporaryDirectory() + "scenescore-ca-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                     "-keyout", dir + "/ca.key", "-out", dir + "/ca.pem", "-days", "2", "-subj", "/CN=SceneScore test CA",
+                     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
+        return TestCA(directory: dir)
+    }
+
+    /// A leaf certificate and key for `subjectAltName` (e.g. "DNS:localhost,IP:127.0.0.1").
+    func issue(_ name: String, subjectAltName: String) throws -> (cert: String, key: String) {
+        let base = directory + "/" + name
+        try Self.openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                          "-keyout", base + ".key", "-out", base + ".csr", "-subj", "/CN=" + name])
+        try Self.openssl(["x509", "-req", "-in", base + ".csr", "-CA", cert, "-CAkey", directory + "/ca.key",
+                          "-CAcreateserial", "-out", base + ".pem", "-days", "2",
+                          "-extfile", "/dev/stdin"], input: "subjectAltName=\(subjectAltName)\nbasicConstraints=CA:FALSE\n")
+        return (base + ".pem", base + ".key")
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: directory) }
+
+    private static func openssl(_ arguments: [String], input: String? = nil) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["openssl"] + arguments
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        let stdin = Pipe()
+        p.standardInput = stdin
+        try p.run()
+        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+        try stdin.fileHandleForWriting.close()
+        p.waitUntilExit()
+        precondition(p.terminationStatus == 0, "openssl \(arguments.first ?? "") failed")
+    }
+}
+
 /// Echo handler: answers POST /echo with the body, GET /hello with "hello", everything else 404;
 /// refuses bodies declared larger than 1 KiB on /small at header time.
 struct EchoHandler: H2RequestHandler {

@@ -49,6 +49,48 @@ import Testing
         guard case .failed = client.handshake() else { Issue.record("client accepted an untrusted certificate"); return }
     }
 
+    /// Handshakes a client expecting `expected` with a server presenting `served`, both from `ca`.
+    func handshake(ca: TestCA, served: (cert: String, key: String), expected: String) throws -> TLSConnection.HandshakeState {
+        let server = try TLSConnection(context: TLSContext(server: TLSServerConfiguration(certificateChainPath: served.cert, privateKeyPath: served.key)), server: true)
+        let client = try TLSConnection(context: TLSContext(trustedCAPath: ca.cert), server: false, serverName: expected)
+        interact(client, server)
+        return client.handshake()
+    }
+
+    @Test func certificateForTheExpectedNameIsAccepted() throws {
+        let ca = try TestCA.make()
+        defer { ca.remove() }
+        let leaf = try ca.issue("localhost", subjectAltName: "DNS:localhost,IP:127.0.0.1,IP:::1")
+        for name in ["localhost", "127.0.0.1", "[::1]"] {
+            guard case .done = try handshake(ca: ca, served: leaf, expected: name) else {
+                Issue.record("a certificate for localhost/127.0.0.1/::1 was refused for \(name)"); continue
+            }
+        }
+    }
+
+    @Test func validCertificateForAnotherNameIsRefused() throws {
+        let ca = try TestCA.make()
+        defer { ca.remove() }
+        let other = try ca.issue("other.example", subjectAltName: "DNS:other.example,IP:127.0.0.2")
+        for name in ["localhost", "127.0.0.1", "evil.other.example"] {
+            let state = try handshake(ca: ca, served: other, expected: name)
+            guard case .failed(let error) = state else {
+                Issue.record("a trusted certificate for other.example was accepted as \(name)"); continue
+            }
+            #expect(error.description.contains("mismatch"), "\(error)")
+        }
+        // The same certificate is fine for the name it carries: the refusal above is the name check.
+        guard case .done = try handshake(ca: ca, served: other, expected: "other.example") else {
+            Issue.record("other.example's own certificate was refused"); return
+        }
+    }
+
+    @Test func clientConnectionWithoutAServerNameIsRefused() throws {
+        let cert = try TestCertificate.make()
+        defer { cert.remove() }
+        #expect(throws: TLSError.self) { _ = try TLSConnection(context: TLSContext(trustedCAPath: cert.cert), server: false) }
+    }
+
     @Test func mismatchedKeyIsRefusedAtConfiguration() throws {
         let a = try TestCertificate.make(), b = try TestCertificate.make()
         defer { a.remove(); b.remove() }
