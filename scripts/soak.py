@@ -152,6 +152,8 @@ def main() -> int:
     ap.add_argument("--plugin-dir", default=str(REPO / "var" / "plugins"))
     ap.add_argument("--out", default=str(REPO / "var" / "soak"), help="where the report goes (soak.json)")
     args = ap.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the server is stopped and nothing is left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     windows = max(1, round(args.minutes / args.window))
     out_dir = Path(args.out)
@@ -177,16 +179,20 @@ def main() -> int:
         wait_ready(port, cafile, server)
         url = f"https://localhost:{port}"
         common = ["--scene", args.scene, "--candidates", args.candidates, "-c", str(args.connections)]
-        saturation = load(url, cafile, *common, "-m", "8", "-D", "20s", "--warm-up", "5s", timeout=120)
-        rate = max(1.0, args.share * saturation["throughput"])
-        print(f"saturation (closed loop, -c {args.connections} -m 8, {args.candidates} candidates): "
-              f"{saturation['throughput']:.0f} req/s -> soak at {rate:.0f} req/s ({args.share:.0%})", flush=True)
-
+        # Saturation is measured with the pushes already running: they share the cores.
         pusher = Pusher(f"https://localhost:{admin_port}", token, cafile, args.scene,
                         Path(args.model_dir) / "heads" / f"{args.scene}.safetensors", work, args.swap_every)
         pusher.start()
+        saturation = load(url, cafile, *common, "-m", "8", "-D", "20s", "--warm-up", "5s", timeout=120)
+        rate = max(1.0, args.share * saturation["throughput"])
+        print(f"saturation (closed loop, -c {args.connections} -m 8, {args.candidates} candidates, pushes on): "
+              f"{saturation['throughput']:.0f} req/s -> soak at {rate:.0f} req/s ({args.share:.0%})", flush=True)
         open_loop = [*common, "-m", "32", "--rate", f"{rate:.0f}"]
-        load(url, cafile, *open_loop, "-D", f"{args.warm_up:.0f}s", timeout=args.warm_up + 120)
+        warm = load(url, cafile, *open_loop, "-D", f"{args.warm_up:.0f}s", timeout=args.warm_up + 120)
+        if warm["throughput"] < 0.95 * rate:
+            # An open loop the server cannot keep up with measures queueing, not the server.
+            raise SystemExit(f"the warm-up reached {warm['throughput']:.0f} of {rate:.0f} req/s: the machine is busy "
+                             f"(another process on these cores?); nothing measured")
         sampler = Sampler(server.pid)
         rss0, fds0 = sampler.now()
         sampler.start()
