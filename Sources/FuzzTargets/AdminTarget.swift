@@ -45,6 +45,7 @@ public func fuzzAdmin(_ data: UnsafeRawBufferPointer) {
         let recordBefore = scene.flatMap(registry.record)
         let servedBefore = scene.flatMap { registry.snapshot?.scenes[$0] }
         guard let response = answer(app, head, body) else { continue }
+        trace("\(head.method) \(head.path): \(response.status) \(String(decoding: response.body.prefix(160), as: UTF8.self))")
         checkAnswer(response, head)
         let isWrite = ["PUT", "POST", "DELETE"].contains(head.method)
         if let scene, isWrite, !(200..<300).contains(response.status) {

@@ -14,7 +14,15 @@ func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () ->
     if !condition() { fatalError("fuzz invariant: \(message())", file: file, line: line) }
 }
 
+/// With SCENESCORE_FUZZ_VERBOSE set, says what an input did (to check that seeds reach the
+/// paths they were made for); silent otherwise, as a fuzzer needs it.
+func trace(_ message: @autoclosure () -> String) {
+    if FuzzEnvironment.verbose { print(message()) }
+}
+
 enum FuzzEnvironment {
+    static let verbose = ProcessInfo.processInfo.environment["SCENESCORE_FUZZ_VERBOSE"] != nil
+
     /// Per-process scratch: on tmpfs when there is one, since the admin and server targets
     /// fsync every state-directory write. Removed at exit.
     static let scratch: String = {

@@ -36,6 +36,7 @@ public func fuzzSafeTensors(_ data: UnsafeRawBufferPointer) {
     require(hash.utf8.count == 64 && hash == file.contentSHA256(), "content hash is not a stable SHA-256")
     do {
         let head = try AdapterHead(file: file, backbone: FuzzModels.smallBackboneSpec)
+        trace("loaded head \(head.spec.version)")
         require(head.contentHash == hash, "a loaded head's hash is not its data's")
         require(head.spec.input == FuzzModels.smallBackboneSpec.outputWidth, "a head loaded for another backbone width")
     } catch {
@@ -43,6 +44,7 @@ public func fuzzSafeTensors(_ data: UnsafeRawBufferPointer) {
     }
     do {
         let backbone = try Backbone(file: file)
+        trace("loaded backbone \(backbone.spec.hidden)")
         require(backbone.contentHash == hash, "a loaded backbone's hash is not its data's")
     } catch {
         require(error is ModelLoadError, "unexpected error type: \(error)")
@@ -64,8 +66,10 @@ private func readBack<E: NumpyElement & Equatable>(_: NumpyArray<E>.Type, _ byte
         array = try NumpyArray<E>(npy: bytes, name: "fuzz.npy")
     } catch {
         require(error is NumpyFormatError, "unexpected error type: \(error)")
+        trace("npy as \(E.self): \(error)")
         return
     }
+    trace("npy as \(E.self): shape \(array.shape)")
     require(array.shape.count == 1 || array.shape.count == 2, "accepted shape \(array.shape)")
     require(array.shape.reduce(1, *) == array.values.count, "shape \(array.shape) for \(array.values.count) values")
     if let floats = array.values as? [Float] { require(floats.allSatisfy(\.isFinite), "accepted a non-finite float") }

@@ -48,6 +48,7 @@ public func fuzzPlugins(_ data: UnsafeRawBufferPointer) {
     let itemIDs = section(n * raw.itemIDs.count, 3), itemDense = section(n * raw.itemDense.count, 4)
 
     let canonical = transform(plugin, n, contextIDs, contextDense, itemIDs, itemDense)
+    trace("plugin \(name), \(n) candidates: " + (canonical.map { "transformed, item ids \($0.itemIDs.prefix(6))" } ?? "refused"))
     if let canonical, n >= 2 {
         // The last candidate alone gets the row it got in the batch.
         let last = n - 1
@@ -75,6 +76,7 @@ public func fuzzPlugins(_ data: UnsafeRawBufferPointer) {
     do {
         try scores.withUnsafeMutableBufferPointer { s throws(PluginError) in try plugin.postprocess(s, candidates: n, outputs: outputs) }
         require(scores.allSatisfy(\.isFinite), "plugin '\(name)': postprocess wrote a non-finite score")
+        trace("plugin \(name): postprocess \(before.prefix(4)) → \(scores.prefix(4))")
     } catch {
         require(false, "plugin '\(name)': postprocess refused probabilities \(before.prefix(8)) for \(outputs): \(error)")
     }
@@ -102,6 +104,7 @@ private func transform(_ plugin: ScenePlugin, _ n: Int, _ contextIDs: [UInt8], _
             do {
                 try plugin.transform(raw, contextIDs: cids, contextDense: cdense, itemIDs: iids, itemDense: idense)
             } catch {
+                trace("plugin \(plugin.name): \(error)")
                 let kind = (error as? PluginError)?.kind
                 require(kind == .failed, "plugin '\(plugin.name)': transform failed as \(String(describing: kind)): \(error)")
                 return nil
@@ -122,7 +125,9 @@ private func fuzzPluginConfig(_ name: String, _ config: UnsafeRawBufferPointer) 
         let plugin = try ScenePlugin.load(name: name, directory: FuzzEnvironment.pluginDirectory, configJSON: text,
                                           canonical: FuzzModels.smallBackboneSpec)
         require(plugin.name == name, "loaded another plugin")
+        trace("plugin \(name): config accepted")
     } catch {
+        trace("plugin \(name): config refused: \(error)")
         require(error.kind == .invalid, "plugin '\(name)': config refused as \(error.kind): \(error)")
     }
 }

@@ -108,6 +108,12 @@ private func serve(_ input: [UInt8], reads: [Int], app: ScoringApp, client: Clie
     let server = ServerView(output)
     require(server.unreadable == nil, "server output is not HTTP/2 frames: \(server.unreadable!)")
     let answers = recorder.answers
+    for (stream, answer) in answers.sorted(by: { $0.key < $1.key }) {
+        trace("stream \(stream): \(answer.request.head.method) \(answer.request.head.path) → \(answer.response.status) "
+              + String(decoding: answer.response.body.prefix(120), as: UTF8.self))
+    }
+    trace("client completed \(client.completed.sorted()), reset \(client.reset.sorted()); server reset \(server.reset.sorted()), "
+          + "GOAWAY error \(server.goAwayError.map(String.init) ?? "none"), failure \(try! connection.protocolFailure ?? "none")")
     let lost = failed || server.goAwayError != nil
 
     for (stream, answer) in answers {
