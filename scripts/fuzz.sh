@@ -16,14 +16,20 @@
 # then minimise it (--minimize), fix the cause, and commit the minimised input: `swift test`
 # replays Tests/Fuzz/regressions (Tests/FuzzRegressionTests).
 #
-# The fuzz binary is built in .build-fuzz (release, -sanitize=fuzzer,address, with the bundled
-# plugins it loads beside it): a first build takes several minutes, later ones only relink.
+# The fuzz binary is built in .build-fuzz (release, -sanitize=fuzzer,address), the bundled
+# plugins it loads in .build-fuzz-plugins (same flags): a first build takes several minutes,
+# later ones only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 targets=(wire-binary wire-json safetensors npy h2-server plugins admin)
 scratch=.build-fuzz
 bin="$scratch/release/scenescore-fuzz"
+# The plugins get a build directory of their own: SwiftPM rebuilds every module when one build
+# directory alternates between products, and `swift build` of all products cannot link the
+# scenescore executable against libFuzzer's main. The fuzz binary finds them through this.
+plugin_scratch=.build-fuzz-plugins
+export SCENESCORE_PLUGIN_BUILD_DIR="$plugin_scratch/release"
 # Swift's backtracer would spend ~30 s symbolicating every crash; libFuzzer and ASan report it.
 export SWIFT_BACKTRACE=enable=no
 
@@ -43,10 +49,10 @@ timeout_for() { case "$1" in h2-server|admin) echo 30 ;; *) echo 10 ;; esac; }
 build() {
     local start=$SECONDS
     local flags=(-c release --scratch-path "$scratch" --sanitize fuzzer --sanitize address -Xswiftc -DSCENESCORE_FUZZING)
-    echo "== building the fuzz binary ($scratch)" >&2
+    echo "== building the fuzz binary ($scratch) and the plugins it loads ($plugin_scratch)" >&2
     swift build "${flags[@]}" --product scenescore-fuzz >&2
     for plugin in ApparelPlugin ElectronicsPlugin BeautyPlugin; do
-        swift build "${flags[@]}" --product "$plugin" >&2
+        swift build "${flags[@]/#$scratch/$plugin_scratch}" --product "$plugin" >&2
     done
     echo "== built in $((SECONDS - start)) s" >&2
 }
@@ -62,8 +68,8 @@ run() {
         -rss_limit_mb=4096 -max_len="$(max_len "$target")" -artifact_prefix="$artifacts" \
         -print_final_stats=1 -reload=0 > "$log" 2>&1 || status=$?
     local execs per_second cov ft corpus crashes
-    execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || true)
-    per_second=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | grep -o '[0-9]*$' || true)
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+    per_second=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
     ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
     corpus=$(find "$work" -type f | wc -l)

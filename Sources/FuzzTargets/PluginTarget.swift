@@ -30,6 +30,7 @@ private let plugins: [String: ScenePlugin] = {
 /// refused (a plugin judges its values) but never written past; a batch that transforms gives
 /// each candidate the row it gets alone; probabilities always post-process.
 public func fuzzPlugins(_ data: UnsafeRawBufferPointer) {
+    _ = plugins  // loaded on the first input, even a short one (the fuzzer's warm-up)
     guard data.count >= 3 else { return }
     let name = pluginNames[Int(data[0] & 3)]
     if data[0] & 0x80 != 0 {
