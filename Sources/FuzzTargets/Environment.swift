@@ -17,7 +17,8 @@ func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () ->
 /// With SCENESCORE_FUZZ_VERBOSE set, says what an input did (to check that seeds reach the
 /// paths they were made for); silent otherwise, as a fuzzer needs it.
 func trace(_ message: @autoclosure () -> String) {
-    if FuzzEnvironment.verbose { print(message()) }
+    // Unbuffered: a finding ends the process before stdout would be flushed.
+    if FuzzEnvironment.verbose { FileHandle.standardError.write(Data((message() + "\n").utf8)) }
 }
 
 enum FuzzEnvironment {
@@ -54,6 +55,12 @@ enum FuzzEnvironment {
                 fatalError("\(source) is missing: build the plugin products first (scripts/fuzz.sh does)")
             }
             try! FileManager.default.copyItem(atPath: source, toPath: dir + "/\(name).so")
+            // libFuzzer keeps the coverage counters of every instrumented library it saw, and
+            // reads them after each input: a library unmapped by dlclose() (the loader unloads
+            // a C plugin with its last instance) would crash it. RTLD_NODELETE keeps each copy
+            // mapped for the process; the loader's own dlopen and dlclose of it work as ever.
+            precondition(dlopen(dir + "/\(name).so", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) != nil,
+                         "cannot load \(name).so: \(String(cString: dlerror()))")
         }
         return dir
     }()

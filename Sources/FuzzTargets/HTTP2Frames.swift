@@ -40,7 +40,8 @@ func frames(_ bytes: [UInt8], from start: Int) -> [Frame] {
 }
 
 /// What the client did, from its frames: the streams whose request it completed (END_STREAM
-/// with the header block complete) and those it reset.
+/// on a stream it opened, once its header block is complete) and those it reset. Frames on
+/// streams it never opened, or already ended, complete nothing: a peer ignores or refuses them.
 struct ClientView {
     var completed: Set<Int32> = []
     var reset: Set<Int32> = []
@@ -50,26 +51,37 @@ struct ClientView {
     init(_ input: [UInt8]) {
         guard input.starts(with: clientPreface) else { return }
         boundaries.append(clientPreface.count)
-        var endAfterHeaders: Int32?
+        var open: Set<Int32> = []     // opened by the client, not yet ended by it
+        var highest: Int32 = 0        // a new stream's id must exceed every earlier one
+        var endAfterHeaders: Int32?   // END_STREAM seen on a header block still continuing
+        func end(_ id: Int32) {
+            if open.remove(id) != nil { completed.insert(id) }
+        }
         for frame in frames(input, from: clientPreface.count) {
             boundaries.append(frame.end)
+            let id = frame.streamID
             switch frame.type {
             case FrameType.headers:
+                if id > highest, id % 2 == 1 {
+                    highest = id
+                    open.insert(id)
+                }
                 let ends = frame.flags & FrameFlag.endStream != 0
                 if frame.flags & FrameFlag.endHeaders != 0 {
-                    if ends { completed.insert(frame.streamID) }
+                    if ends { end(id) }
                 } else {
-                    endAfterHeaders = ends ? frame.streamID : nil
+                    endAfterHeaders = ends ? id : nil
                 }
             case FrameType.continuation:
-                if frame.flags & FrameFlag.endHeaders != 0, let id = endAfterHeaders, id == frame.streamID {
-                    completed.insert(id)
+                if frame.flags & FrameFlag.endHeaders != 0, let pending = endAfterHeaders, pending == id {
+                    end(id)
                     endAfterHeaders = nil
                 }
             case FrameType.data:
-                if frame.flags & FrameFlag.endStream != 0 { completed.insert(frame.streamID) }
+                if frame.flags & FrameFlag.endStream != 0 { end(id) }
             case FrameType.rstStream:
-                reset.insert(frame.streamID)
+                reset.insert(id)
+                open.remove(id)
             default:
                 break
             }
