@@ -30,12 +30,15 @@ public func fuzzAdmin(_ data: UnsafeRawBufferPointer) {
     iteration += 1
     let root = FuzzEnvironment.scratch + "/admin-\(iteration)"
     defer { try? FileManager.default.removeItem(atPath: root) }
+    // A copy of a state directory seeded once (seeding stages, hashes and fsyncs every head).
+    try! FileManager.default.copyItem(atPath: seededState, toPath: root)
     let backbone = FuzzModels.smallBackbone
     let registry = SceneRegistry()
     let store = try! StateDirectoryStore(root: root, backboneHash: backbone.contentHash)
     let failures = try! registry.open(store: store, backbone: backbone, pluginDirectory: FuzzEnvironment.pluginDirectory,
                                       keepVersions: 3, seedDirectory: FuzzModels.smallModelDirectory)
-    require(failures.isEmpty, "seed scenes failed to load: \(failures)")
+    require(failures.isEmpty && registry.records.count == DefaultModel.scenes.count, "seed scenes failed to load: \(failures)")
+    var changed = false
     let app = AdminApp(registry: registry, auth: AdminAuth(token: adminToken), maxUploadBytes: 1 << 20,
                        logger: Logger(label: "fuzz") { _ in SwiftLogNoOpLogHandler() })
 
@@ -48,6 +51,7 @@ public func fuzzAdmin(_ data: UnsafeRawBufferPointer) {
         trace("\(head.method) \(head.path): \(response.status) \(String(decoding: response.body.prefix(160), as: UTF8.self))")
         checkAnswer(response, head)
         let isWrite = ["PUT", "POST", "DELETE"].contains(head.method)
+        if isWrite && (200..<300).contains(response.status) { changed = true }
         if let scene, isWrite, !(200..<300).contains(response.status) {
             require(registry.record(scene) == recordBefore, "a refused \(head.method) changed scene '\(scene)''s record")
             let served = registry.snapshot?.scenes[scene]
@@ -58,6 +62,7 @@ public func fuzzAdmin(_ data: UnsafeRawBufferPointer) {
     }
 
     // What is committed is what a restarted server reads back.
+    guard changed else { return }
     let reopened = SceneRegistry()
     let reopenedStore = try! StateDirectoryStore(root: root, backboneHash: backbone.contentHash)
     let reloadFailures = try! reopened.open(store: reopenedStore, backbone: backbone, pluginDirectory: FuzzEnvironment.pluginDirectory,
@@ -66,6 +71,15 @@ public func fuzzAdmin(_ data: UnsafeRawBufferPointer) {
     require(reopened.records == registry.records, "the state directory holds other records than were published")
     checkConsistency(reopened)
 }
+
+/// The state directory of a registry opened on the small model (its three scenes seeded).
+private let seededState: String = {
+    let root = FuzzEnvironment.scratch + "/admin-seeded"
+    let store = try! StateDirectoryStore(root: root, backboneHash: FuzzModels.smallBackbone.contentHash)
+    _ = try! SceneRegistry().open(store: store, backbone: FuzzModels.smallBackbone, pluginDirectory: FuzzEnvironment.pluginDirectory,
+                                  keepVersions: 3, seedDirectory: FuzzModels.smallModelDirectory)
+    return root
+}()
 
 private func split(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
     var parts: [ArraySlice<UInt8>] = []
