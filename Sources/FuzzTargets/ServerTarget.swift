@@ -16,6 +16,18 @@ import Wire
 //   B: one read per client frame, with cross-request queueing (`--max-queue-delay-us`), so
 //      every scoring request is answered later, through the deferred-response path.
 
+/// The transport's limits, small enough that inputs the fuzzer's length limit allows reach
+/// each of them (body, header list and fields, concurrent streams, CONTINUATION frames).
+private let limits: H2Limits = {
+    var limits = H2Limits()
+    limits.maxBodyBytes = 4096
+    limits.maxHeaderListBytes = 1024
+    limits.maxHeaderFields = 16
+    limits.maxConcurrentStreams = 8
+    limits.maxContinuations = 2
+    return limits
+}()
+
 /// The scoring apps and the registry behind them, made once.
 private struct ServingFixture: Sendable {
     let immediate: ScoringApp
@@ -37,9 +49,9 @@ private struct ServingFixture: Sendable {
         _ = try! registry.push(scene: "apparel", head: headBytes(scene: "apparel", version: "apparel-2", seed: 50, backbone: backbone.spec),
                                label: .canary, canaryShare: 0.5, plugin: nil, expectedGeneration: nil)
         let logger = Logger(label: "fuzz") { _ in SwiftLogNoOpLogHandler() }
-        let immediate = ScoringApp(registry: registry, maxCandidates: 1024, maxBodyBytes: H2Limits().maxBodyBytes,
+        let immediate = ScoringApp(registry: registry, maxCandidates: 64, maxBodyBytes: limits.maxBodyBytes,
                                    logger: logger, renderMetrics: { Array("# metrics\n".utf8) })
-        let queued = ScoringApp(registry: registry, maxCandidates: 1024, maxBodyBytes: H2Limits().maxBodyBytes,
+        let queued = ScoringApp(registry: registry, maxCandidates: 64, maxBodyBytes: limits.maxBodyBytes,
                                 maxQueueDelayMicroseconds: 50, logger: logger, renderMetrics: { Array("# metrics\n".utf8) })
         immediate.setReady(true)
         queued.setReady(true)
@@ -96,7 +108,7 @@ private struct Served {
 /// One connection: feeds the reads, waits for deferred answers, checks both sides.
 private func serve(_ input: [UInt8], reads: [Int], app: ScoringApp, client: ClientView) -> Served {
     let recorder = RecordingHandler(app)
-    let connection = try! InMemoryServerConnection(handler: recorder, eventLoop: FuzzEnvironment.eventLoop)
+    let connection = try! InMemoryServerConnection(handler: recorder, limits: limits, eventLoop: FuzzEnvironment.eventLoop)
     var start = 0
     for end in reads where end > start {
         guard try! connection.receive(Array(input[start..<end])) else { break }
@@ -154,7 +166,7 @@ private func checkApplication(_ answer: Answer, stream: Int32) {
     }
     guard head.method == "POST", head.path.split(separator: "?", maxSplits: 1).first == "/v1/score" else { return }
     let encoding = head.contentType.flatMap(WireEncoding.init(contentType:))
-    let request = encoding.flatMap { e in body.withUnsafeBytes { try? WireCodec.decodeRequest($0, encoding: e, limits: WireLimits(maxCandidates: 1024)) } }
+    let request = encoding.flatMap { e in body.withUnsafeBytes { try? WireCodec.decodeRequest($0, encoding: e, limits: WireLimits(maxCandidates: 64)) } }
     guard response.status == 200 else { return }
     guard let encoding, let request else {
         require(false, "stream \(stream): 200 for a body the wire decoder refuses")

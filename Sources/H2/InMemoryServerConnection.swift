@@ -33,7 +33,8 @@ public final class InMemoryServerConnection: @unchecked Sendable {
     }
 
     /// Feeds bytes as one read. False when the connection is closed: it was before, or these
-    /// bytes broke the protocol (`failure` says how).
+    /// bytes broke the protocol. nghttp2 reports that either by failing the read
+    /// (`protocolFailure` says how) or by ending the session with a GOAWAY.
     @discardableResult
     public func receive(_ bytes: [UInt8]) throws -> Bool {
         try onLoop { [self] in
