@@ -119,17 +119,38 @@ private func transform(_ plugin: ScenePlugin, _ n: Int, _ contextIDs: [UInt8], _
     }}
 }
 
-/// create() with a fuzzed config: loads or is refused as `.invalid`, never anything else.
+/// create() with a fuzzed config: loads or is refused as `.invalid`, never anything else. An
+/// instance that passes the registry's load-time probe (post-processing 0.5 for each output)
+/// post-processes every probability to finite scores: the registry serves it, so otherwise
+/// requests would fail.
 private func fuzzPluginConfig(_ name: String, _ config: UnsafeRawBufferPointer) {
     let text = String(decoding: config, as: UTF8.self)
+    let plugin: ScenePlugin
     do {
-        let plugin = try ScenePlugin.load(name: name, directory: FuzzEnvironment.pluginDirectory, configJSON: text,
-                                          canonical: FuzzModels.smallBackboneSpec)
+        plugin = try ScenePlugin.load(name: name, directory: FuzzEnvironment.pluginDirectory, configJSON: text,
+                                      canonical: FuzzModels.smallBackboneSpec)
         require(plugin.name == name, "loaded another plugin")
         trace("plugin \(name): config accepted")
     } catch {
         trace("plugin \(name): config refused: \(error)")
         require(error.kind == .invalid, "plugin '\(name)': config refused as \(error.kind): \(error)")
+        return
+    }
+    let outputs = ["click", "purchase"]
+    var probe: [Float] = [0.5, 0.5]
+    do {
+        try probe.withUnsafeMutableBufferPointer { p throws(PluginError) in try plugin.postprocess(p, candidates: 1, outputs: outputs) }
+    } catch {
+        return  // the registry refuses this instance (SceneRegistry.loadVersion)
+    }
+    let grid: [Float] = [0, 1e-7, 1e-4, 0.01, 0.25, 0.5, 0.75, 0.99, 1 - 1e-4, 1 - 1e-7, 1]
+    var scores = grid.flatMap { [$0, $0] }
+    do {
+        try scores.withUnsafeMutableBufferPointer { s throws(PluginError) in
+            try plugin.postprocess(s, candidates: grid.count, outputs: outputs)
+        }
+    } catch {
+        require(false, "plugin '\(name)' with config \(text): passes the load-time probe, then fails on probabilities: \(error)")
     }
 }
 
