@@ -134,8 +134,8 @@ let package = Package(
         // Fuzzing: one entry function per input boundary (FuzzTargets, a library so the
         // regression tests replay the committed inputs through exactly what the fuzzer runs) and
         // one executable for all of them, so a fuzz build links once. scripts/fuzz.sh builds it
-        // with `--sanitize fuzzer --sanitize address -Xswiftc -DSCENESCORE_FUZZING` (libFuzzer's
-        // main); an ordinary build gives it a main that replays files. The plugin targets load
+        // with libFuzzer and AddressSanitizer and -DSCENESCORE_FUZZING (libFuzzer's main); an
+        // ordinary build gives it a main that replays files. The plugin targets load
         // the bundled plugin products with dlopen, from beside the executable.
         .target(name: "FuzzTargets", dependencies: [
             "Wire", "Model", "Training", "H2", "Scenes", "Server", "CNGHTTP2",

@@ -16,20 +16,14 @@
 # then minimise it (--minimize), fix the cause, and commit the minimised input: `swift test`
 # replays Tests/Fuzz/regressions (Tests/FuzzRegressionTests).
 #
-# The fuzz binary is built in .build-fuzz (release, -sanitize=fuzzer,address), the bundled
-# plugins it loads in .build-fuzz-plugins (same flags): a first build takes several minutes,
-# later ones only what changed.
+# The fuzz binary and the bundled plugins it loads are built in .build-fuzz (release,
+# -sanitize=fuzzer,address): a first build takes several minutes, later ones only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 targets=(wire-binary wire-json safetensors npy h2-server plugins admin)
 scratch=.build-fuzz
 bin="$scratch/release/scenescore-fuzz"
-# The plugins get a build directory of their own: SwiftPM rebuilds every module when one build
-# directory alternates between products, and `swift build` of all products cannot link the
-# scenescore executable against libFuzzer's main. The fuzz binary finds them through this.
-plugin_scratch=.build-fuzz-plugins
-export SCENESCORE_PLUGIN_BUILD_DIR="$plugin_scratch/release"
 # Swift's backtracer would spend ~30 s symbolicating every crash; libFuzzer and ASan report it.
 export SWIFT_BACKTRACE=enable=no
 
@@ -48,11 +42,17 @@ timeout_for() { case "$1" in h2-server|admin) echo 30 ;; *) echo 10 ;; esac; }
 
 build() {
     local start=$SECONDS
-    local flags=(-c release --scratch-path "$scratch" --sanitize fuzzer --sanitize address -Xswiftc -DSCENESCORE_FUZZING)
-    echo "== building the fuzz binary ($scratch) and the plugins it loads ($plugin_scratch)" >&2
+    # Not `--sanitize fuzzer --sanitize address`: swiftc honours only the last -sanitize= flag,
+    # and SwiftPM orders its sanitizers differently from one run to the next, so every build
+    # recompiled everything and dropped either the coverage or the AddressSanitizer
+    # instrumentation. SwiftPM's fuzzer mode (libFuzzer's main, no entry-point renaming) plus one
+    # combined flag for Swift, and ASan added for C (clang accumulates -fsanitize), is stable.
+    local flags=(-c release --scratch-path "$scratch" --sanitize fuzzer -Xswiftc -sanitize=fuzzer,address
+                 -Xcc -fsanitize=address -Xswiftc -DSCENESCORE_FUZZING)
+    echo "== building the fuzz binary and the plugins it loads ($scratch)" >&2
     swift build "${flags[@]}" --product scenescore-fuzz >&2
     for plugin in ApparelPlugin ElectronicsPlugin BeautyPlugin; do
-        swift build "${flags[@]/#$scratch/$plugin_scratch}" --product "$plugin" >&2
+        swift build "${flags[@]}" --product "$plugin" >&2
     done
     echo "== built in $((SECONDS - start)) s" >&2
 }

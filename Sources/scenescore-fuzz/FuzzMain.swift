@@ -3,7 +3,7 @@ import Foundation
 
 // The one fuzz executable, for every target (one link keeps the build short).
 //
-// Built by scripts/fuzz.sh with `--sanitize fuzzer --sanitize address -Xswiftc -DSCENESCORE_FUZZING`:
+// Built by scripts/fuzz.sh with libFuzzer, AddressSanitizer and -DSCENESCORE_FUZZING:
 // libFuzzer provides main() and calls the two functions below; SCENESCORE_FUZZ_TARGET names the
 // target. In an ordinary build (no SCENESCORE_FUZZING, e.g. `swift build --build-tests`, which
 // builds every target) it has a main of its own that replays files through a target:
