@@ -4,13 +4,25 @@ import Testing
 
 /// Replays every committed fuzz input through its target's entry function, as the fuzzer runs
 /// it: the seed corpora (Tests/Fuzz/corpus/TARGET) and the minimised inputs of every crash
-/// found and fixed (Tests/Fuzz/regressions/TARGET). A finding that comes back crashes this
-/// test process with the invariant's message (or a sanitizer-free trap), naming the target.
+/// found and fixed (Tests/Fuzz/regressions/TARGET).
 ///
-/// Serialized: the targets share process-wide fixtures (a scratch directory, one event loop).
-@Suite(.serialized) struct FuzzRegressionTests {
+/// Each target replays in a process of its own, the `scenescore-fuzz` executable of the same
+/// build (its ordinary main replays files through `FuzzTargets`): a finding that comes back ends
+/// that process, not the test run, and fails the test with its message; and the targets'
+/// process-wide fixtures (a registry, plugin instances) stay out of this process, whose other
+/// suites count live plugin instances and head versions.
+@Suite struct FuzzRegressionTests {
     static let fuzzDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Fuzz").path
+
+    /// The build products directory: the test executable's, where SwiftPM also puts executables.
+    static let executable: String = {
+        var url = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<4 where !FileManager.default.fileExists(atPath: url.path + "/scenescore-fuzz") {
+            url.deleteLastPathComponent()
+        }
+        return url.path + "/scenescore-fuzz"
+    }()
 
     static func inputs(_ kind: String, _ target: String) -> [String] {
         let dir = fuzzDirectory + "/\(kind)/\(target)"
@@ -20,14 +32,28 @@ import Testing
 
     @Test(arguments: FuzzTargets.all.map(\.name))
     func replay(target name: String) throws {
-        let target = try #require(FuzzTargets.named(name))
         let seeds = Self.inputs("corpus", name)
         #expect(seeds.count >= 3, "\(name): the seed corpus has \(seeds.count) files")
         #expect(FileManager.default.fileExists(atPath: Self.fuzzDirectory + "/dict/\(name).dict"), "\(name): no dictionary")
-        for file in seeds + Self.inputs("regressions", name) {
-            let bytes = try #require(FileManager.default.contents(atPath: file), "\(file) cannot be read")
-            bytes.withUnsafeBytes { target($0) }
-        }
+        let files = seeds + Self.inputs("regressions", name)
+        try #require(FileManager.default.isExecutableFile(atPath: Self.executable),
+                     "\(Self.executable) is missing: build with `swift build --build-tests` first")
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.arguments = [name] + files
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFT_BACKTRACE"] = "enable=no"  // a finding is reported at once, not after 30 s
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let tail = text.split(separator: "\n").suffix(12).joined(separator: "\n")
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(name): \(tail)")
+        #expect(text.contains("\(name): \(files.count) inputs replayed, no finding"), "\(name): \(tail)")
     }
 
     @Test func everyCorpusDirectoryNamesATarget() throws {
