@@ -44,6 +44,8 @@ let package = Package(
         .library(name: "PluginFixtureFailingCreate", type: .dynamic, targets: ["PluginFixtureFailingCreate"]),
         .library(name: "PluginFixtureWrongCounts", type: .dynamic, targets: ["PluginFixtureWrongCounts"]),
         // End scene plugins.
+        // Coverage-guided fuzzing (scripts/fuzz.sh): one executable for every target.
+        .executable(name: "scenescore-fuzz", targets: ["scenescore-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -130,6 +132,22 @@ let package = Package(
                 publicHeadersPath: ".", linkerSettings: plainCPlugin),
         .testTarget(name: "ScenesTests", dependencies: ["Scenes", "Model"], path: "Tests/ScenesTests"),
         // End scene plugins.
+
+        // Fuzzing: one entry function per input boundary (FuzzTargets, a library so the
+        // regression tests replay the committed inputs through exactly what the fuzzer runs) and
+        // one executable for all of them, so a fuzz build links once. scripts/fuzz.sh builds it
+        // with libFuzzer and AddressSanitizer and -DSCENESCORE_FUZZING (libFuzzer's main); an
+        // ordinary build gives it a main that replays files. The plugin targets load
+        // the bundled plugin products with dlopen, from beside the executable.
+        .target(name: "FuzzTargets", dependencies: [
+            "Wire", "Model", "Training", "H2", "Scenes", "Server", "CNGHTTP2",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Sources/FuzzTargets"),
+        .executableTarget(name: "scenescore-fuzz", dependencies: ["FuzzTargets"], path: "Sources/scenescore-fuzz"),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets"], path: "Tests/FuzzRegressionTests"),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], path: "Tests/KernelsTests",
                     swiftSettings: vectorISA),

@@ -180,6 +180,12 @@ static int32_t beauty_create(const char *config_json, size_t config_len, void **
         return fail(error, error_capacity, "config: mean_log_price %g is not a plausible log price", fields[1].value);
     if (!(fields[2].value > 0))
         return fail(error, error_capacity, "config: click_scale must be positive, not %g", fields[2].value);
+    /* The instance keeps these as floats: a number finite as a double (1e39) is infinite as a
+       float, and an infinite click_scale or click_shift turns scores into NaN in postprocess. */
+    for (size_t f = 1; f < 4; f++) {
+        if (!isfinite((float)fields[f].value))
+            return fail(error, error_capacity, "config: %s %g is out of the float range", fields[f].name, fields[f].value);
+    }
     beauty_config *config = malloc(sizeof *config);
     if (config == NULL) return fail(error, error_capacity, "out of memory");
     config->scene_index = (uint32_t)scene;

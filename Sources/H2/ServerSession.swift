@@ -78,6 +78,8 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
     private(set) var idleSince = NIODeadline.now()
     /// Called when the number of open streams changes (+1 / −1), for the in-flight gauge.
     var onStreamCountChange: ((Int) -> Void)?
+    /// Deferred requests (`answersLater`) whose responder has not completed yet.
+    private(set) var deferredInFlight = 0
     /// The connection's loop and flush, for deferred responses (`attach`).
     private var eventLoop: (any EventLoop)?
     private var flush: (() -> Void)?
@@ -174,11 +176,13 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
     /// loop when it comes, if the stream is still the same one and still open.
     private func startDeferred(_ stream: Stream, on eventLoop: any EventLoop) {
         stream.queued = true  // not pooled while the application may still answer it
+        deferredInFlight += 1
         let id = stream.head.streamID
         let bound = NIOLoopBound((session: self, stream: stream), eventLoop: eventLoop)
         let responder = H2Responder { response in
             eventLoop.execute {
                 let (session, stream) = bound.value
+                session.deferredInFlight -= 1
                 stream.queued = false
                 guard session.streams[id] === stream, !stream.responded else { return }
                 _ = session.submit(response, on: stream)

@@ -17,7 +17,7 @@ public final class SafeTensorsFile {
 
     public enum DType: String, Sendable {
         case f32 = "F32", f16 = "F16", bf16 = "BF16"
-        var size: Int { self == .f32 ? 4 : 2 }
+        public var size: Int { self == .f32 ? 4 : 2 }
     }
 
     public struct TensorInfo: Sendable {
@@ -32,82 +32,134 @@ public final class SafeTensorsFile {
     public let path: String
     public let metadata: [String: String]
     public let tensors: [String: TensorInfo]
-    private let mapping: UnsafeRawBufferPointer
+    private let storage: Storage
     private let dataOffset: Int
 
+    /// Where the file's bytes live: a read-only mapping of the file, or a copy in memory.
+    private enum Storage {
+        case mapped(UnsafeRawBufferPointer)
+        case owned(UnsafeMutableRawBufferPointer)
+
+        var bytes: UnsafeRawBufferPointer {
+            switch self {
+            case .mapped(let bytes): return bytes
+            case .owned(let bytes): return UnsafeRawBufferPointer(bytes)
+            }
+        }
+
+        func release() {
+            switch self {
+            case .mapped(let bytes): munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
+            case .owned(let bytes): bytes.deallocate()
+            }
+        }
+    }
+
+    /// Maps and validates the file at `path`.
     public init(path: String) throws {
         self.path = path
         let name = (path as NSString).lastPathComponent
         func fail(_ problem: String) -> ModelLoadError { ModelLoadError(file: name, problem) }
-        func fail(_ tensor: String, _ problem: String) -> ModelLoadError {
-            ModelLoadError(file: name, tensor: tensor, problem)
-        }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw fail("cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw fail("cannot stat: \(String(cString: strerror(errno)))") }
         let size = Int(st.st_size)
-        guard size >= 8 else { throw fail("truncated: \(size) bytes, shorter than the 8-byte header length") }
+        guard size >= 8 else { throw Self.shorterThanHeaderLength(size, name: name) }  // mmap refuses 0 bytes
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
             throw fail("cannot map: \(String(cString: strerror(errno)))")
         }
-        let file = UnsafeRawBufferPointer(start: base, count: size)
-        var mapped = true
-        defer { if mapped == false { munmap(base, size) } }
-        do {
-            let headerLength = UInt64(littleEndian: file.loadUnaligned(as: UInt64.self))
-            guard headerLength <= UInt64(Self.maxHeaderBytes) else {
-                throw fail("header length \(headerLength) exceeds the \(Self.maxHeaderBytes)-byte limit")
-            }
-            guard headerLength <= UInt64(size - 8) else {
-                throw fail("header length \(headerLength) runs beyond end of file (\(size) bytes): truncated")
-            }
-            let headerEnd = 8 + Int(headerLength)
-            let headerData = Data(file[8..<headerEnd])
-            guard let json = try? JSONSerialization.jsonObject(with: headerData),
-                  let header = json as? [String: Any] else {
-                throw fail("header is not a JSON object")
-            }
-            var metadata: [String: String] = [:]
-            if let meta = header["__metadata__"] {
-                guard let m = meta as? [String: String] else { throw fail("header __metadata__ is not a string map") }
-                metadata = m
-            }
-            var infos: [TensorInfo] = []
-            for (tensorName, value) in header where tensorName != "__metadata__" {
-                infos.append(try Self.parseEntry(tensorName, value, file: name))
-            }
-            // Back to back in offset order, starting at 0, ending at the end of the file.
-            infos.sort { ($0.range.lowerBound, $0.range.upperBound) < ($1.range.lowerBound, $1.range.upperBound) }
-            var expected = 0
-            for info in infos {
-                if info.range.lowerBound < expected {
-                    throw fail(info.name, "data offsets \(info.range) overlap the previous tensor (which ends at \(expected))")
-                }
-                if info.range.lowerBound > expected {
-                    throw fail(info.name, "data offsets leave a gap: starts at \(info.range.lowerBound), previous tensor ends at \(expected)")
-                }
-                expected = info.range.upperBound
-            }
-            let dataLength = size - headerEnd
-            if expected > dataLength {
-                throw fail("truncated: tensors need \(expected) data bytes, the file holds \(dataLength) (data runs beyond end of file)")
-            }
-            if expected < dataLength {
-                throw fail("\(dataLength - expected) trailing bytes after the last tensor")
-            }
-            self.metadata = metadata
-            self.tensors = Dictionary(uniqueKeysWithValues: infos.map { ($0.name, $0) })
-            self.mapping = file
-            self.dataOffset = headerEnd
-        } catch {
-            mapped = false
+        let storage = Storage.mapped(UnsafeRawBufferPointer(start: base, count: size))
+        let table: (metadata: [String: String], tensors: [String: TensorInfo], dataOffset: Int)
+        do { table = try Self.validate(storage.bytes, name: name) } catch {
+            storage.release()
             throw error
         }
+        metadata = table.metadata
+        tensors = table.tensors
+        dataOffset = table.dataOffset
+        self.storage = storage
     }
 
-    deinit { munmap(UnsafeMutableRawPointer(mutating: mapping.baseAddress), mapping.count) }
+    /// Validates a file's bytes held in memory (an upload, a fuzzer's input) exactly as
+    /// `init(path:)` validates a file; `name` stands for the file in errors and is `path`.
+    public init(bytes: UnsafeRawBufferPointer, name: String) throws {
+        path = name
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+        if bytes.count > 0 { copy.copyMemory(from: bytes) }
+        let storage = Storage.owned(copy)
+        let table: (metadata: [String: String], tensors: [String: TensorInfo], dataOffset: Int)
+        do { table = try Self.validate(storage.bytes, name: name) } catch {
+            storage.release()
+            throw error
+        }
+        metadata = table.metadata
+        tensors = table.tensors
+        dataOffset = table.dataOffset
+        self.storage = storage
+    }
+
+    deinit { storage.release() }
+
+    /// The checks of both initialisers, on the whole file: the header, then
+    /// the tensor table against the data section. Returns the metadata, the tensors and where
+    /// the data section starts.
+    private static func validate(_ file: UnsafeRawBufferPointer, name: String) throws
+        -> (metadata: [String: String], tensors: [String: TensorInfo], dataOffset: Int) {
+        func fail(_ problem: String) -> ModelLoadError { ModelLoadError(file: name, problem) }
+        func fail(_ tensor: String, _ problem: String) -> ModelLoadError {
+            ModelLoadError(file: name, tensor: tensor, problem)
+        }
+        let size = file.count
+        guard size >= 8 else { throw shorterThanHeaderLength(size, name: name) }
+        let headerLength = UInt64(littleEndian: file.loadUnaligned(as: UInt64.self))
+        guard headerLength <= UInt64(Self.maxHeaderBytes) else {
+            throw fail("header length \(headerLength) exceeds the \(Self.maxHeaderBytes)-byte limit")
+        }
+        guard headerLength <= UInt64(size - 8) else {
+            throw fail("header length \(headerLength) runs beyond end of file (\(size) bytes): truncated")
+        }
+        let headerEnd = 8 + Int(headerLength)
+        let headerData = Data(file[8..<headerEnd])
+        guard let json = try? JSONSerialization.jsonObject(with: headerData),
+              let header = json as? [String: Any] else {
+            throw fail("header is not a JSON object")
+        }
+        var metadata: [String: String] = [:]
+        if let meta = header["__metadata__"] {
+            guard let m = meta as? [String: String] else { throw fail("header __metadata__ is not a string map") }
+            metadata = m
+        }
+        var infos: [TensorInfo] = []
+        for (tensorName, value) in header where tensorName != "__metadata__" {
+            infos.append(try Self.parseEntry(tensorName, value, file: name))
+        }
+        // Back to back in offset order, starting at 0, ending at the end of the file.
+        infos.sort { ($0.range.lowerBound, $0.range.upperBound) < ($1.range.lowerBound, $1.range.upperBound) }
+        var expected = 0
+        for info in infos {
+            if info.range.lowerBound < expected {
+                throw fail(info.name, "data offsets \(info.range) overlap the previous tensor (which ends at \(expected))")
+            }
+            if info.range.lowerBound > expected {
+                throw fail(info.name, "data offsets leave a gap: starts at \(info.range.lowerBound), previous tensor ends at \(expected)")
+            }
+            expected = info.range.upperBound
+        }
+        let dataLength = size - headerEnd
+        if expected > dataLength {
+            throw fail("truncated: tensors need \(expected) data bytes, the file holds \(dataLength) (data runs beyond end of file)")
+        }
+        if expected < dataLength {
+            throw fail("\(dataLength - expected) trailing bytes after the last tensor")
+        }
+        return (metadata, Dictionary(uniqueKeysWithValues: infos.map { ($0.name, $0) }), headerEnd)
+    }
+
+    private static func shorterThanHeaderLength(_ size: Int, name: String) -> ModelLoadError {
+        ModelLoadError(file: name, "truncated: \(size) bytes, shorter than the 8-byte header length")
+    }
 
     private static func parseEntry(_ name: String, _ value: Any, file: String) throws -> TensorInfo {
         func fail(_ tensor: String, _ problem: String) -> ModelLoadError {
@@ -146,7 +198,7 @@ public final class SafeTensorsFile {
 
     /// The raw bytes of a tensor as stored.
     public func rawBytes(_ info: TensorInfo) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(rebasing: mapping[(dataOffset + info.range.lowerBound)..<(dataOffset + info.range.upperBound)])
+        UnsafeRawBufferPointer(rebasing: storage.bytes[(dataOffset + info.range.lowerBound)..<(dataOffset + info.range.upperBound)])
     }
 
     /// A tensor's values as float32, checked to have `shape` and finite values.

@@ -25,6 +25,12 @@ public final class AdminApp: H2RequestHandler {
         self.logger = logger
     }
 
+    /// An admin app with registry metrics of its own, for tests and the fuzzer (the server's
+    /// shares its set with the gauges it updates every second).
+    public convenience init(registry: SceneRegistry, auth: AdminAuth, maxUploadBytes: Int, logger: Logger) {
+        self.init(registry: registry, auth: auth, maxUploadBytes: maxUploadBytes, metrics: RegistryMetrics(), logger: logger)
+    }
+
     private enum Endpoint {
         case scenes
         case scene(String)

@@ -37,9 +37,16 @@ extension NumpyArray {
     /// `descr`, `fortran_order: False`, a 1-D or 2-D shape whose byte count matches the file.
     public init(contentsOf path: String) throws {
         let name = (path as NSString).lastPathComponent
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw NumpyFormatError(file: name, problem: "cannot be read")
+        }
+        try self.init(npy: [UInt8](data), name: name)
+    }
+
+    /// Reads and validates a `.npy` file's bytes held in memory, as `init(contentsOf:)` does;
+    /// `name` stands for the file in errors.
+    public init(npy bytes: [UInt8], name: String) throws {
         func bad(_ p: String) -> NumpyFormatError { NumpyFormatError(file: name, problem: p) }
-        guard let data = FileManager.default.contents(atPath: path) else { throw bad("cannot be read") }
-        let bytes = [UInt8](data)
         guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1...5]) == Array("NUMPY".utf8) else {
             throw bad("not a .npy file (bad magic)")
         }
@@ -95,6 +102,11 @@ extension NumpyArray {
     /// Writes the array crash-safely (temporary file, fsync, rename): version 1.0, header padded
     /// so the data starts on a 64-byte boundary, as numpy does.
     public func write(to path: String) throws {
+        try AtomicFile.write(npyBytes(), to: path)
+    }
+
+    /// The `.npy` file `write(to:)` writes: version 1.0, data on a 64-byte boundary.
+    public func npyBytes() -> [UInt8] {
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(\(shape.map(String.init).joined(separator: ", ")))"
         var header = "{'descr': '\(Element.descr)', 'fortran_order': False, 'shape': \(shapeText), }"
         let unpadded = 10 + header.utf8.count + 1
@@ -102,7 +114,7 @@ extension NumpyArray {
         var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)]
         bytes += Array(header.utf8)
         values.withUnsafeBytes { bytes += $0 }
-        try AtomicFile.write(bytes, to: path)
+        return bytes
     }
 
     /// The text of `key`'s value in a numpy header dict (a Python literal).

@@ -102,6 +102,7 @@ import Testing
             ("electronics", "[1]", "expected a JSON object"),
             ("electronics", #"{"mean_log_price": 4} x"#, "trailing bytes"),
             ("beauty", #"{"click_scale": -1}"#, "click_scale must be positive"),
+            ("beauty", #"{"click_scale": 3e38, "click_shift": -1e39}"#, "click_shift -1e+39 is out of the float range"),
             ("beauty", #"{"click_scale": true}"#, "'click_scale' must be a finite number"),
             ("beauty", #"{"colour": 1}"#, "unknown key 'colour'"),
             ("beauty", #"{"scene_index": 1"#, "expected ',' or '}'"),
