@@ -21,6 +21,9 @@ grep -q "Test run with .* passed" .build/swift-test.log
 echo "== sanitizers: AddressSanitizer (every test target), ThreadSanitizer (transport, server, registry)"
 ./scripts/sanitizers.sh address thread
 
+echo "== fuzzing: every target for 30 s from the committed corpora (Tests/Fuzz)"
+./scripts/fuzz.sh --all 30
+
 echo "== python reference and end-to-end tests (real server process, real clients)"
 # Separate runs: each suite has its own conftest.py and rootdir.
 for suite in Proto/python/tests Tests/interop Tests/training Tests/e2e Tests/load; do
