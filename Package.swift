@@ -65,6 +65,10 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "CShims", dependencies: ["COpenSSL", "CNGHTTP2"], path: "Sources/CShims"),
+        // PostgreSQL's own client library (libpq) for the shared registry: a C library from
+        // Debian like the two above, so builds (debug, release, each sanitizer, fuzzing) compile
+        // no second TLS stack.
+        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         .target(name: "Kernels", path: "Sources/Kernels", swiftSettings: numericISA),
         .target(name: "Model", dependencies: ["Kernels", "COpenSSL"], path: "Sources/Model",
@@ -81,8 +85,10 @@ let package = Package(
         .target(name: "Scenes", dependencies: [
             "Model", "ScenePluginABI", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], path: "Sources/Scenes"),
+        // The scene registry shared by replicas: PostgreSQL tables + LISTEN/NOTIFY.
+        .target(name: "RegistryPostgres", dependencies: ["Scenes", "CLibPQ"], path: "Sources/RegistryPostgres"),
         .target(name: "Server", dependencies: [
-            "Model", "Wire", "H2", "Scenes", "CShims",
+            "Model", "Wire", "H2", "Scenes", "RegistryPostgres", "CShims",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -131,6 +137,7 @@ let package = Package(
         .target(name: "PluginFixtureWrongCounts", dependencies: ["ScenePluginABI"], path: "Tests/PluginFixtures/wrong_counts",
                 publicHeadersPath: ".", linkerSettings: plainCPlugin),
         .testTarget(name: "ScenesTests", dependencies: ["Scenes", "Model"], path: "Tests/ScenesTests"),
+        .testTarget(name: "RegistryPostgresTests", dependencies: ["RegistryPostgres", "Scenes", "Model"], path: "Tests/RegistryPostgresTests"),
         // End scene plugins.
 
         // Fuzzing: one entry function per input boundary (FuzzTargets, a library so the

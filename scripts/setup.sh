@@ -14,6 +14,11 @@ command -v nghttp >/dev/null || need_apt+=(nghttp2-client)
 command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 command -v nghttpd >/dev/null || need_apt+=(nghttp2-server)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# The shared registry (several replicas): libpq to link, and for the replica tests a PostgreSQL
+# server (started privately by Tests/replicas, never the system's cluster) and HAProxy.
+pkg-config --exists libpq 2>/dev/null || need_apt+=(libpq-dev)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -25,7 +30,7 @@ fi
 
 need_pip=()
 for mod in numpy:numpy safetensors:safetensors httpx:httpx[http2] h2:h2 hyperframe:hyperframe \
-           hpack:hpack threadpoolctl:threadpoolctl pytest:pytest; do
+           hpack:hpack threadpoolctl:threadpoolctl pytest:pytest kubernetes_validate:kubernetes-validate; do
   python3 -c "import ${mod%%:*}" 2>/dev/null || need_pip+=("${mod#*:}")
 done
 if [ ${#need_pip[@]} -gt 0 ]; then

@@ -61,4 +61,16 @@ public struct VersionRecord: Codable, Sendable, Equatable {
     public var created: String
     /// The head file's name inside the store (not client-chosen: version names are free text).
     public var file: String
+
+    public init(version: String, parent: String, sha256: String, bytes: Int, plugin: String?, pluginConfig: String,
+                created: String, file: String) {
+        self.version = version
+        self.parent = parent
+        self.sha256 = sha256
+        self.bytes = bytes
+        self.plugin = plugin
+        self.pluginConfig = pluginConfig
+        self.created = created
+        self.file = file
+    }
 }

@@ -66,11 +66,13 @@ public final class SceneRegistry: Sendable {
         let w = Writer(store: store, backbone: backbone, pluginDirectory: pluginDirectory, keepVersions: keepVersions)
         writer.withLockedValue { $0 = w }
         publish(SceneSnapshot(backbone: backbone, scenes: [:]))
-        var records = try store.loadAll()
-        if records.isEmpty && store.needsSeeding, let seedDirectory {
-            records = try seed(from: seedDirectory + "/heads", writer: w)
+        let records = try store.exclusively { () throws(RegistryError) -> [SceneRecord] in
+            var records = try store.loadAll()
+            guard try store.needsSeeding() else { return records }
+            if records.isEmpty, let seedDirectory { records = try seed(from: seedDirectory + "/heads", writer: w) }
+            try store.markSeeded()
+            return records
         }
-        if store.needsSeeding { try store.markSeeded() }
         var scenes: [String: ServedScene] = [:]
         var failures: [(scene: String, reason: String)] = []
         for record in records {
@@ -91,7 +93,7 @@ public final class SceneRegistry: Sendable {
         guard HeadSpec.isValidSceneName(scene) else {
             throw RegistryError(.invalid, "scene name '\(scene)' must be 1…64 of [a-z0-9_-]")
         }
-        return try write { w throws(RegistryError) in
+        return try write(retryingStale: true) { w throws(RegistryError) in
             if record(scene) != nil { throw RegistryError(.conflict, "scene '\(scene)' exists already") }
             let (version, staged) = try stageVersion(bytes, scene: scene, plugin: plugin, pluginConfig: pluginConfig, existing: nil, writer: w)
             let record = SceneRecord(scene: scene, first: version.record)
@@ -104,7 +106,7 @@ public final class SceneRegistry: Sendable {
     /// Adds a head version to a scene; `plugin` nil keeps the stable version's plugin and config.
     public func push(scene: String, head bytes: [UInt8], label: VersionLabel, canaryShare: Double?,
                      plugin: (name: String?, config: String)?, expectedGeneration: Int?) throws(RegistryError) -> SceneRecord {
-        try write { w throws(RegistryError) in
+        try write(retryingStale: expectedGeneration == nil) { w throws(RegistryError) in
             var record = try existing(scene, expectedGeneration)
             let stable = record.version(record.stable)
             let (name, config) = plugin ?? (stable?.plugin, stable?.pluginConfig ?? "{}")
@@ -136,7 +138,7 @@ public final class SceneRegistry: Sendable {
     /// Moves labels: `stable` to a kept version, `canary` to a kept version or off (`.some(nil)`).
     public func setLabels(scene: String, stable: String?, canary: String??, canaryShare: Double?,
                           expectedGeneration: Int?) throws(RegistryError) -> SceneRecord {
-        try write { w throws(RegistryError) in
+        try write(retryingStale: expectedGeneration == nil) { w throws(RegistryError) in
             var record = try existing(scene, expectedGeneration)
             if let stable {
                 guard record.version(stable) != nil else { throw RegistryError(.notFound, "scene '\(scene)' has no version '\(stable)'") }
@@ -154,7 +156,7 @@ public final class SceneRegistry: Sendable {
 
     /// Makes `version` (default: the version stable before the current one) stable again.
     public func rollback(scene: String, to version: String?, expectedGeneration: Int?) throws(RegistryError) -> SceneRecord {
-        try write { w throws(RegistryError) in
+        try write(retryingStale: expectedGeneration == nil) { w throws(RegistryError) in
             var record = try existing(scene, expectedGeneration)
             let target: String
             if let version {
@@ -176,7 +178,7 @@ public final class SceneRegistry: Sendable {
 
     /// Removes a scene: new requests no longer find it; requests holding its versions finish.
     public func remove(scene: String, expectedGeneration: Int?) throws(RegistryError) {
-        try write { w throws(RegistryError) in
+        try write(retryingStale: expectedGeneration == nil) { w throws(RegistryError) in
             let record = try existing(scene, expectedGeneration)
             try w.store.remove(scene: scene, expectedGeneration: record.generation)
             committed.withLockedValue { _ = $0.removeValue(forKey: scene) }
@@ -184,13 +186,69 @@ public final class SceneRegistry: Sendable {
         }
     }
 
+    // MARK: - Other replicas' changes
+
+    /// What `synchronize` did.
+    public struct Synchronization: Sendable {
+        /// Scenes now served at a new generation.
+        public var updated: [ServedScene] = []
+        /// Scenes no longer in the store, no longer served.
+        public var removed: [String] = []
+        /// Scenes whose committed state could not be loaded here: they keep serving what they did.
+        public var failures: [(scene: String, reason: String)] = []
+        /// Every scene in the store is served at its committed generation.
+        public var converged: Bool { failures.isEmpty }
+    }
+
+    /// Brings this process up to the store's state, for a store that other processes write too:
+    /// each scene whose generation moved on is loaded (fetched, validated, warmed) and swapped in
+    /// like a local push; scenes gone from the store stop being served. A scene that cannot be
+    /// loaded here keeps serving what it served, and is retried by the next call.
+    public func synchronize() throws(RegistryError) -> Synchronization {
+        try write(retryingStale: false) { w throws(RegistryError) in try synchronize(w) }
+    }
+
+    private func synchronize(_ w: Writer) throws(RegistryError) -> Synchronization {
+        let records = try w.store.loadAll()
+        var result = Synchronization()
+        let known = committed.withLockedValue { c in
+            let old = c
+            c = Dictionary(uniqueKeysWithValues: records.map { ($0.scene, $0) })
+            return old
+        }
+        let served = snapshot?.scenes ?? [:]
+        for record in records where served[record.scene]?.generation != record.generation || known[record.scene] != record {
+            do {
+                let scene = try serve(record, reusing: nil, writer: w)
+                publishScene(scene)
+                result.updated.append(scene)
+            } catch {
+                result.failures.append((record.scene, error.message))
+            }
+        }
+        let stored = Set(records.map(\.scene))
+        for name in served.keys where !stored.contains(name) {
+            publishScene(nil, named: name)
+            result.removed.append(name)
+        }
+        return result
+    }
+
     // MARK: - Internals
 
-    private func write<T>(_ body: (Writer) throws(RegistryError) -> T) throws(RegistryError) -> T {
-        // The writer box's lock is held for the whole change: writers are serialised.
+    /// Runs a change with the writer lock held for all of it: writers are serialised. When the
+    /// store refuses the change as a conflict and the caller named no generation (`retryingStale`),
+    /// this process's view may just be behind another replica's commit: it catches up and tries
+    /// once more, so only a caller's own stale `if-match` (or a genuine clash) is a 409.
+    private func write<T>(retryingStale: Bool, _ body: (Writer) throws(RegistryError) -> T) throws(RegistryError) -> T {
         let result: Result<T, RegistryError> = writer.withLockedValue { w in
             guard let w else { return .failure(RegistryError(.unavailable, "the registry is not open")) }
-            do throws(RegistryError) { return .success(try body(w)) } catch { return .failure(error) }
+            do throws(RegistryError) { return .success(try body(w)) } catch where error.kind == .conflict && retryingStale {
+                do throws(RegistryError) {
+                    _ = try synchronize(w)
+                    return .success(try body(w))
+                } catch { return .failure(error) }
+            } catch { return .failure(error) }
         }
         return try result.get()
     }
@@ -248,7 +306,7 @@ public final class SceneRegistry: Sendable {
         func version(_ name: String) throws(RegistryError) -> SceneVersion {
             if let v = resident[name] { return v }
             guard let r = record.version(name) else { throw RegistryError(.notFound, "scene '\(record.scene)' has no version '\(name)'") }
-            let v = try loadVersion(r, scene: record.scene, path: try w.store.headPath(scene: record.scene, version: r), writer: w)
+            let v = try loadVersion(r, scene: record.scene, source: try w.store.head(scene: record.scene, version: r), writer: w)
             resident[name] = v
             return v
         }
@@ -266,7 +324,7 @@ public final class SceneRegistry: Sendable {
             let created = ISO8601DateFormatter().string(from: Date())
             let record = VersionRecord(version: "", parent: "", sha256: "", bytes: bytes.count, plugin: plugin,
                                        pluginConfig: pluginConfig, created: created, file: staged.file)
-            let version = try loadVersion(record, scene: scene, path: staged.path, writer: w)
+            let version = try loadVersion(record, scene: scene, source: staged.source, writer: w)
             if existing?.version(version.version) != nil {
                 throw RegistryError(.conflict, "scene '\(scene)' already has a version '\(version.version)'")
             }
@@ -278,10 +336,10 @@ public final class SceneRegistry: Sendable {
     }
 
     /// Loads a head file and its plugin instance, checks them, and warms them up.
-    private func loadVersion(_ record: VersionRecord, scene: String, path: String, writer w: Writer) throws(RegistryError) -> SceneVersion {
+    private func loadVersion(_ record: VersionRecord, scene: String, source: HeadSource, writer w: Writer) throws(RegistryError) -> SceneVersion {
         let head: AdapterHead
         do {
-            head = try AdapterHead(file: try SafeTensorsFile(path: path), backbone: w.backbone.spec)
+            head = try AdapterHead(file: try source.open(), backbone: w.backbone.spec)
         } catch let error as ModelLoadError {
             throw RegistryError(.invalid, "head: " + (error.tensor.map { "tensor '\($0)': " } ?? "") + error.problem)
         } catch {
@@ -289,6 +347,10 @@ public final class SceneRegistry: Sendable {
         }
         guard head.spec.scene == scene else {
             throw RegistryError(.invalid, "head: its metadata is for scene '\(head.spec.scene)', not '\(scene)'")
+        }
+        // A committed version read back from the store must be the head that was committed.
+        if !record.sha256.isEmpty, head.contentHash != record.sha256 || head.spec.version != record.version {
+            throw RegistryError(.unavailable, "store: head of \(scene) \(record.version) reads back as \(head.spec.version) with sha256 \(head.contentHash.prefix(12)), committed \(record.sha256.prefix(12))")
         }
         var plugin: ScenePlugin?
         if let name = record.plugin {

@@ -26,7 +26,7 @@ public final class StateDirectoryStore: SceneStore {
         Self.removeContents(of: stagingDir)
     }
 
-    public var needsSeeding: Bool { !FileManager.default.fileExists(atPath: directory + "/seeded") }
+    public func needsSeeding() -> Bool { !FileManager.default.fileExists(atPath: directory + "/seeded") }
 
     public func markSeeded() throws(RegistryError) {
         try Self.atomicWrite(Array("1\n".utf8), to: directory + "/seeded")
@@ -62,17 +62,17 @@ public final class StateDirectoryStore: SceneStore {
         let file = "\(Self.timestamp())-\(UUID().uuidString.prefix(8).lowercased()).safetensors"
         let path = stagingDir + "/" + file
         try Self.atomicWrite(bytes, to: path)
-        return StagedHead(path: path, bytes: bytes.count, file: file)
+        return StagedHead(source: .file(path: path), bytes: bytes.count, file: file)
     }
 
-    public func discard(_ staged: StagedHead) { unlink(staged.path) }
+    public func discard(_ staged: StagedHead) { unlink(stagingDir + "/" + staged.file) }
 
-    public func headPath(scene: String, version: VersionRecord) throws(RegistryError) -> String {
+    public func head(scene: String, version: VersionRecord) throws(RegistryError) -> HeadSource {
         let path = scenesDir + "/" + scene + "/versions/" + version.file
         guard FileManager.default.fileExists(atPath: path) else {
             throw RegistryError(.unavailable, "state directory: head file of \(scene) \(version.version) is missing (\(path))")
         }
-        return path
+        return .file(path: path)
     }
 
     public func commit(_ record: SceneRecord, adding staged: StagedHead?, expectedGeneration: Int?) throws(RegistryError) {
@@ -89,7 +89,7 @@ public final class StateDirectoryStore: SceneStore {
         try Self.makeDirectory(dir)
         try Self.makeDirectory(dir + "/versions")
         if let staged {
-            guard rename(staged.path, dir + "/versions/" + staged.file) == 0 else {
+            guard rename(stagingDir + "/" + staged.file, dir + "/versions/" + staged.file) == 0 else {
                 throw RegistryError(.unavailable, "state directory: cannot move the upload into \(dir)/versions: \(String(cString: strerror(errno)))")
             }
             Self.syncDirectory(dir + "/versions")

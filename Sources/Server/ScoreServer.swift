@@ -2,6 +2,7 @@ import Foundation
 import H2
 import Logging
 import Model
+import RegistryPostgres
 import NIOCore
 import NIOPosix
 import Scenes
@@ -53,13 +54,10 @@ public final class ScoreServer: Service {
         if config.h2cPort > 0 { try await server.bind(host: config.host, port: config.h2cPort, tls: nil) }
 
         let backbone = try Backbone(path: config.modelDir + "/backbone.safetensors")
-        let store = try StateDirectoryStore(root: config.stateDir, backboneHash: backbone.contentHash)
-        let failures = try registry.open(store: store, backbone: backbone, pluginDirectory: config.pluginDir,
-                                         keepVersions: config.keepVersions, seedDirectory: config.modelDir)
+        let (store, failures) = try await openRegistry(registry, backbone: backbone)
         for failure in failures {
             logger.error("scene.load.failed", metadata: ["scene": "\(failure.scene)", "reason": "\(failure.reason)"])
         }
-        let snapshot = registry.snapshot!
         if config.adminEnabled, let tls = adminTLS {
             let admin = AdminApp(registry: registry, auth: AdminAuth(token: try config.resolvedAdminToken()),
                                  maxUploadBytes: config.adminMaxUploadBytes, metrics: registryMetrics, logger: logger)
@@ -77,10 +75,21 @@ public final class ScoreServer: Service {
         metricsTick = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             registryMetrics.updateGauges()
         }
-        // Ready only once every listener is up, the admin one included.
-        app.setReady(true)
-        logger.info("ready", metadata: ["scenes": "\(snapshot.scenes.count)", "state": "\(store.directory)",
-                                        "backbone.sha256": "\(backbone.contentHash.prefix(12))"])
+        // Ready only once every listener is up, the admin one included; with a shared registry,
+        // also only once this replica serves every scene's committed stable version.
+        let logger = self.logger
+        let announceReady: @Sendable () -> Void = {
+            app.setReady(true)
+            logger.info("ready", metadata: ["scenes": "\(registry.snapshot?.scenes.count ?? 0)", "registry": "\(store.location)",
+                                            "backbone.sha256": "\(backbone.contentHash.prefix(12))"])
+        }
+        var synchronizer: RegistrySynchronizer?
+        if let shared = store.shared, let url = config.registry {
+            synchronizer = RegistrySynchronizer(registry: registry, metrics: registryMetrics, location: shared.location, logger: logger)
+            synchronizer!.start(url: url, backboneHash: backbone.contentHash, converged: failures.isEmpty, onConverged: announceReady)
+        } else {
+            announceReady()
+        }
         if tlsPort > 0, let certPath {
             let host = config.host == "0.0.0.0" || config.host == "::" ? "localhost" : (config.host == "127.0.0.1" ? "localhost" : config.host)
             FileHandle.standardOutput.write(Data("""
@@ -94,6 +103,7 @@ public final class ScoreServer: Service {
         try? await gracefulShutdown()
         logger.info("shutdown.begin")
         app.setDraining()
+        synchronizer?.stop()
         metricsTick?.cancel()
         let adminToDrain = adminServer
         async let adminDrained: Void = { if let adminToDrain { await adminToDrain.shutdown(drainTimeout: .nanoseconds(Int64(config.drainTimeout * 1e9))) } }()
@@ -101,5 +111,56 @@ public final class ScoreServer: Service {
         await adminDrained
         try await group.shutdownGracefully()
         logger.info("shutdown.done")
+    }
+
+    /// The registry's store and its first load. The state directory by default; with
+    /// `config.registry`, PostgreSQL: while it cannot be reached at start the replica waits
+    /// (alive, not ready) and retries every second, since it has nothing to serve without it.
+    private func openRegistry(_ registry: SceneRegistry, backbone: Backbone) async throws
+        -> (store: OpenedStore, failures: [(scene: String, reason: String)]) {
+        guard let url = config.registry else {
+            let store = try StateDirectoryStore(root: config.stateDir, backboneHash: backbone.contentHash)
+            let failures = try registry.open(store: store, backbone: backbone, pluginDirectory: config.pluginDir,
+                                             keepVersions: config.keepVersions, seedDirectory: config.modelDir)
+            return (OpenedStore(location: store.directory, shared: nil), failures)
+        }
+        var reported = false
+        while true {
+            switch openShared(url: url, registry, backbone: backbone) {
+            case .success(let opened):
+                return opened
+            case .failure(let error) where error.kind == .unavailable:
+                if !reported {
+                    logger.error("registry.unreachable", metadata: ["registry": "\(PostgresSceneStore.redacted(url))", "reason": "\(error.message)",
+                                                                    "effect": "not ready; retrying every second"])
+                    reported = true
+                }
+                try await Task.sleep(nanoseconds: 1_000_000_000)
+                if Task.isShuttingDownGracefully { throw error }
+            case .failure(let error):
+                throw error
+            }
+        }
+    }
+
+    private func openShared(url: String, _ registry: SceneRegistry, backbone: Backbone)
+        -> Result<(store: OpenedStore, failures: [(scene: String, reason: String)]), RegistryError> {
+        do throws(RegistryError) {
+            let store = try PostgresSceneStore(url: url, backboneHash: backbone.contentHash)
+            if !store.appliedMigrations.isEmpty {
+                logger.info("registry.migrated", metadata: ["registry": "\(store.location)", "applied": "\(store.appliedMigrations)"])
+            }
+            let failures = try registry.open(store: store, backbone: backbone, pluginDirectory: config.pluginDir,
+                                             keepVersions: config.keepVersions, seedDirectory: config.modelDir)
+            return .success((OpenedStore(location: store.location, shared: store), failures))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    struct OpenedStore {
+        /// Where the registry lives, for logs.
+        let location: String
+        let shared: PostgresSceneStore?
     }
 }

@@ -21,8 +21,12 @@ public struct ServerConfig: Sendable {
     public var drainTimeout = 10.0
     public var logLevel = "info"
     public var limits = H2Limits()
-    /// The scene registry's state directory (Proto/ADMIN.md).
+    /// The scene registry's state directory (Proto/ADMIN.md); with `registry` set, only uploads
+    /// being validated stay here.
     public var stateDir = "var/state"
+    /// The shared registry for several replicas: a PostgreSQL URL (`postgres://user:pass@host:5432/db`,
+    /// libpq's syntax). Nil: the state directory is the registry.
+    public var registry: String?
     /// Scene plugins are loaded from here only.
     public var pluginDir = "var/plugins"
     /// Versions kept per scene for rollback.
@@ -43,7 +47,7 @@ public struct ServerConfig: Sendable {
                               "maxHeaderListBytes", "maxHeaderFields", "maxBodyBytes", "handshakeTimeout",
                               "idleTimeout", "streamTimeout", "streamResetBurst", "streamResetRate", "maxContinuations",
                               "maxConnections", "maxConnectionsPerAddress",
-                              "stateDir", "pluginDir", "keepVersions", "adminHost", "adminPort", "adminToken", "adminTokenFile",
+                              "stateDir", "registry", "pluginDir", "keepVersions", "adminHost", "adminPort", "adminToken", "adminTokenFile",
                               "adminClientCA", "adminMaxUploadBytes"]
 
     public struct Invalid: Error, CustomStringConvertible { public let description: String }
@@ -88,6 +92,11 @@ public struct ServerConfig: Sendable {
         case "maxConnections": limits.maxConnections = try int(min: 1)
         case "maxConnectionsPerAddress": limits.maxConnectionsPerAddress = try int(min: 1)
         case "stateDir": stateDir = value
+        case "registry":
+            guard value.hasPrefix("postgres://") || value.hasPrefix("postgresql://") || value.contains("=") else {
+                throw Invalid(description: "\(source): registry must be a PostgreSQL URL (postgres://user@host:5432/db) or libpq key=value string, got '\(value.prefix(40))'")
+            }
+            registry = value
         case "pluginDir": pluginDir = value
         case "keepVersions": keepVersions = try int(min: 1)
         case "adminHost": adminHost = value

@@ -41,6 +41,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Open connections per listener; above it new ones are closed at once (1024).") var maxConnections: Int?
     @Option(help: "Open connections per client IP address (256).") var maxConnectionsPerAddress: Int?
     @Option(help: "Scene registry state directory (var/state).") var stateDir: String?
+    @Option(help: "Shared scene registry for several replicas: a PostgreSQL URL, postgres://user:pass@host:5432/db (or SCENESCORE_REGISTRY). Default: the state directory.") var registry: String?
     @Option(help: "Directory scene plugins are loaded from, and only from (var/plugins).") var pluginDir: String?
     @Option(help: "Head versions kept per scene for rollback (5).") var keepVersions: Int?
     @Option(help: "Admin listener address (default: --host).") var adminHost: String?
@@ -65,7 +66,7 @@ struct ServeCommand: AsyncParsableCommand {
             ("maxContinuations", maxContinuations.map(String.init)),
             ("maxConnections", maxConnections.map(String.init)),
             ("maxConnectionsPerAddress", maxConnectionsPerAddress.map(String.init)),
-            ("stateDir", stateDir), ("pluginDir", pluginDir), ("keepVersions", keepVersions.map(String.init)),
+            ("stateDir", stateDir), ("registry", registry), ("pluginDir", pluginDir), ("keepVersions", keepVersions.map(String.init)),
             ("adminHost", adminHost), ("adminPort", adminPort.map(String.init)), ("adminTokenFile", adminTokenFile),
             ("adminClientCA", adminClientCA), ("adminMaxUploadBytes", adminMaxUploadBytes.map(String.init)),
         ]
