@@ -4,6 +4,7 @@
 #            end-to-end training, about 6 min under ASan) is skipped; the same training code runs
 #            under ASan in GradientTests, DataTests, FactorizationMachineTests and InteropTests.
 #   thread   ThreadSanitizer on the transport, server and registry tests (H2Tests, ServerTests,
+#            RegistryPostgresTests,
 #            ScenesTests): the code that runs on several event loops and swaps heads under load.
 # Findings fail the run. Suppressions (.ci/lsan.supp, .ci/tsan.supp) are only for reports inside
 # dependencies, each with the reason.
@@ -14,7 +15,8 @@ source scripts/setup.sh
 
 run_address() {
   echo "== swift test under AddressSanitizer"
-  swift build --build-tests --sanitize=address --scratch-path .build-asan
+  # Line tables are all a sanitizer report needs; full debug info makes the build slower.
+  swift build --build-tests --sanitize=address --scratch-path .build-asan -Xswiftc -gline-tables-only
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp" \
     swift test --skip-build --sanitize=address --scratch-path .build-asan --skip TransferTests 2>&1 | tee .build-asan/test.log
   grep -q "Test run with .* passed" .build-asan/test.log
@@ -23,7 +25,7 @@ run_address() {
 
 run_thread() {
   echo "== swift test under ThreadSanitizer (transport, server, registry)"
-  swift build --build-tests --sanitize=thread --scratch-path .build-tsan
+  swift build --build-tests --sanitize=thread --scratch-path .build-tsan -Xswiftc -gline-tables-only
   # The TSan runtime is linked into the test executable statically and does not export its
   # symbols to dlopen()ed libraries, so instrumented plugins cannot load: the plugin tests load
   # the ordinary debug build's plugins (uninstrumented); the loader and registry around them are
@@ -33,7 +35,7 @@ run_thread() {
     swift build --product "$plugin"
   done
   SCENESCORE_PLUGIN_BUILD_DIR="$PWD/.build/debug" TSAN_OPTIONS="halt_on_error=1:suppressions=$PWD/.ci/tsan.supp" \
-    swift test --skip-build --sanitize=thread --scratch-path .build-tsan --filter 'H2Tests|ServerTests|ScenesTests' 2>&1 | tee .build-tsan/test.log
+    swift test --skip-build --sanitize=thread --scratch-path .build-tsan --filter 'H2Tests|ServerTests|ScenesTests|RegistryPostgresTests' 2>&1 | tee .build-tsan/test.log
   grep -q "Test run with .* passed" .build-tsan/test.log
   ! grep -q "WARNING: ThreadSanitizer" .build-tsan/test.log
 }
