@@ -30,7 +30,7 @@ fi
 
 need_pip=()
 for mod in numpy:numpy safetensors:safetensors httpx:httpx[http2] h2:h2 hyperframe:hyperframe \
-           hpack:hpack threadpoolctl:threadpoolctl pytest:pytest kubernetes_validate:kubernetes-validate; do
+           hpack:hpack threadpoolctl:threadpoolctl pytest:pytest kubernetes_validate:kubernetes-validate onnx:onnx onnxruntime:onnxruntime; do
   python3 -c "import ${mod%%:*}" 2>/dev/null || need_pip+=("${mod#*:}")
 done
 if [ ${#need_pip[@]} -gt 0 ]; then

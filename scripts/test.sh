@@ -8,11 +8,11 @@ source scripts/setup.sh
 timings=()
 phase_start=$SECONDS
 phase() {
-  [ -n "${phase_name:-}" ] && timings+=("$(printf '%5d s  %s' $((SECONDS - phase_start)) "$phase_name")")
+  if [ -n "${phase_name:-}" ]; then timings+=("$(printf '%5d s  %s' $((SECONDS - phase_start)) "$phase_name")"); fi
   phase_name="$1"; phase_start=$SECONDS
-  [ -n "$1" ] && echo "== $1"
+  if [ -n "$1" ]; then echo "== $1"; fi
 }
-trap 'phase ""; printf "%s\n" "== phase timings" "${timings[@]}"' EXIT
+trap 'status=$?; phase ""; printf "%s\n" "== phase timings (exit $status)" "${timings[@]}" "$(printf "%5d s  total" $SECONDS)"' EXIT
 
 phase "swift test"
 swift build --build-tests
@@ -40,7 +40,7 @@ phase "fuzzing: every target for 10 s (Tests/Fuzz)"
 
 # Separate runs: each suite has its own conftest.py and rootdir. Tests/replicas starts a private
 # PostgreSQL cluster on loopback and HAProxy, and stops both.
-for suite in Proto/python/tests Tests/interop Tests/training Tests/e2e Tests/load Tests/replicas Tests/deploy; do
+for suite in Proto/python/tests Tests/interop Tests/training Tests/e2e Tests/load Tests/replicas Tests/deploy Tests/onnx; do
   phase "pytest $suite"
   python3 -m pytest -q -p no:cacheprovider "$suite"
 done

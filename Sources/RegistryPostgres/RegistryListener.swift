@@ -43,7 +43,9 @@ public final class RegistryListener: @unchecked Sendable {
     /// Stops listening; returns once the thread has closed its connection (within ~0.2 s).
     public func stop() {
         stopped.withLock { stopRequested = true }
-        if thread != nil { finished.wait() }
+        guard thread != nil else { return }
+        finished.wait()
+        thread = nil  // the thread's block holds this listener: drop the cycle
     }
 
     private var isStopping: Bool { stopped.withLock { stopRequested } }
