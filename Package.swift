@@ -98,7 +98,7 @@ let package = Package(
         ], path: "Sources/Server", swiftSettings: vectorISA),
         .target(name: "Training", dependencies: ["Kernels", "Model"], path: "Sources/Training",
                 exclude: ["README.md", "results"], swiftSettings: numericISA),
-        .target(name: "Bench", dependencies: ["Kernels", "Model", "Training"], path: "Sources/Bench",
+        .target(name: "Bench", dependencies: ["Kernels", "Model", "Training", "CShims"], path: "Sources/Bench",
                 swiftSettings: vectorISA),
         // The bundled load generator (`scenescore load`): HTTP/2 client connections pinned to
         // event loops, closed and open loop, HdrHistogram latencies (Sources/LoadTool).

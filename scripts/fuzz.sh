@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh --all SECONDS             every target in turn, SECONDS each (CI: 30)
 #   scripts/fuzz.sh --minimize TARGET FILE    minimise a crashing input into Tests/Fuzz/regressions/TARGET/
 #   scripts/fuzz.sh --list                    the targets
+#   scripts/fuzz.sh --build                   only build the fuzz binary and its plugins
 #
 # Targets (Sources/FuzzTargets): wire-binary, wire-json, safetensors, npy, h2-server, plugins,
 # admin. Each run starts from the committed seeds (Tests/Fuzz/corpus/TARGET, read only) and the
@@ -98,6 +99,7 @@ clean_scratch() {
 [ "$#" -ge 1 ] || usage
 case "$1" in
     --list) printf '%s\n' "${targets[@]}" ;;
+    --build) build ;;
     --all)
         [ "$#" -eq 2 ] || usage
         build

@@ -8,15 +8,18 @@
 #            ScenesTests): the code that runs on several event loops and swaps heads under load.
 # Findings fail the run. Suppressions (.ci/lsan.supp, .ci/tsan.supp) are only for reports inside
 # dependencies, each with the reason.
-# Usage: scripts/sanitizers.sh [address|thread]...   (default: both)
+# Usage: scripts/sanitizers.sh [--build-only] [address|thread]...   (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
+# Line tables are all a sanitizer report needs; full debug info makes the build slower.
+build_address() { swift build --build-tests --sanitize=address --scratch-path .build-asan -Xswiftc -gline-tables-only; }
+build_thread() { swift build --build-tests --sanitize=thread --scratch-path .build-tsan -Xswiftc -gline-tables-only; }
+
 run_address() {
   echo "== swift test under AddressSanitizer"
-  # Line tables are all a sanitizer report needs; full debug info makes the build slower.
-  swift build --build-tests --sanitize=address --scratch-path .build-asan -Xswiftc -gline-tables-only
+  build_address
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp" \
     swift test --skip-build --sanitize=address --scratch-path .build-asan --skip TransferTests 2>&1 | tee .build-asan/test.log
   grep -q "Test run with .* passed" .build-asan/test.log
@@ -25,7 +28,7 @@ run_address() {
 
 run_thread() {
   echo "== swift test under ThreadSanitizer (transport, server, registry)"
-  swift build --build-tests --sanitize=thread --scratch-path .build-tsan -Xswiftc -gline-tables-only
+  build_thread
   # The TSan runtime is linked into the test executable statically and does not export its
   # symbols to dlopen()ed libraries, so instrumented plugins cannot load: the plugin tests load
   # the ordinary debug build's plugins (uninstrumented); the loader and registry around them are
@@ -40,12 +43,14 @@ run_thread() {
   ! grep -q "WARNING: ThreadSanitizer" .build-tsan/test.log
 }
 
+mode=run
+if [ "${1:-}" = "--build-only" ]; then mode=build; shift; fi
 for kind in "${@:-address thread}"; do
   for k in $kind; do
     case "$k" in
-      address) run_address ;;
-      thread) run_thread ;;
-      *) echo "usage: $0 [address|thread]..." >&2; exit 2 ;;
+      address) "${mode}_address" ;;
+      thread) "${mode}_thread" ;;
+      *) echo "usage: $0 [--build-only] [address|thread]..." >&2; exit 2 ;;
     esac
   done
 done

@@ -29,9 +29,7 @@ public struct ModelReport: Encodable, Sendable {
 
     public static func measure(modelDirectory: String, scene: String?, candidates: [Int] = [1, 16, 256]) throws -> ModelReport {
         let set = try ModelSet(directory: modelDirectory)
-        guard let head = scene.flatMap({ set.heads[$0] }) ?? set.heads.values.sorted(by: { $0.spec.scene < $1.spec.scene }).first else {
-            throw PythonReference.Failure(description: "no head in \(modelDirectory)/heads")
-        }
+        let head = try benchmarkHead(set, scene: scene)
         let spec = set.backbone.spec
         var rng = Random(seed: 1)
         var rows: [Row] = []
@@ -61,6 +59,20 @@ public struct ModelReport: Encodable, Sendable {
         }
         let interaction = head.spec.interaction > 0 ? ", interaction \(head.spec.interaction)" : ""
         return ModelReport(model: "\(modelDirectory) (scene \(head.spec.scene), head \(head.spec.version)\(interaction))", rows: rows)
+    }
+
+    /// `scene`'s head, or (scene nil) the first scene's.
+    static func benchmarkHead(_ set: ModelSet, scene: String?) throws -> AdapterHead {
+        if let scene {
+            guard let head = set.heads[scene] else {
+                throw PythonReference.Failure(description: "no head for scene '\(scene)' in \(set.directory)/heads (heads: \(set.heads.keys.sorted().joined(separator: ", ")))")
+            }
+            return head
+        }
+        guard let head = set.heads.values.sorted(by: { $0.spec.scene < $1.spec.scene }).first else {
+            throw PythonReference.Failure(description: "no head in \(set.directory)/heads")
+        }
+        return head
     }
 
     /// The GEMMs of one forward pass, in order (M, K, N).

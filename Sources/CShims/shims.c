@@ -1,5 +1,8 @@
+#define _GNU_SOURCE  // sched_setaffinity and CPU_SET (before any system header)
 #include "CShims.h"
+#include <errno.h>
 #include <malloc.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -67,5 +70,18 @@ void scenescore_lower_thread_priority(int value) {
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), value);
 #else
     (void)value;
+#endif
+}
+
+int scenescore_pin_thread_to_cpu(int cpu) {
+#ifdef __linux__
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return EINVAL;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : errno;
+#else
+    (void)cpu;
+    return ENOSYS;
 #endif
 }

@@ -32,15 +32,51 @@ struct BenchKernel: ParsableCommand {
 struct BenchModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Forward-pass latency and throughput per request for N = 1, 16, 256 candidates, one core.")
+        abstract: "Forward-pass latency and throughput per request (N = 1, 16, 256 candidates by default), one core.",
+        discussion: """
+            --against onnxruntime: the same model exported to ONNX (Proto/python/scenescore_onnx) in ONNX Runtime, \
+            one thread each, both pinned to --core, interleaved rounds, N = 1, 4, 16, 64, 256, 1024; the scores must \
+            agree within 1e-5 before anything is timed. Needs python3 with onnx and onnxruntime.
+            """)
+    enum Anchor: String, ExpressibleByArgument, CaseIterable { case onnxruntime }
+
     @OptionGroup var output: BenchOutput
     @OptionGroup var model: ModelDirectoryOption
     @Option(help: "Scene whose head to use (default: the first).") var scene: String?
+    @Option(help: "Compare with this runtime on the same model: onnxruntime.") var against: Anchor?
+    @Option(help: "Candidates per request, comma-separated (default 1,16,256; with --against 1,4,16,64,256,1024).",
+            transform: parseCounts)
+    var candidates: [Int]?
+    @Option(help: "With --against: interleaved rounds (the figures are medians over rounds).") var rounds = 10
+    @Option(help: "With --against: the core both sides are pinned to.") var core = 0
+    @Option(help: "With --against onnxruntime: the ONNX Runtime side.") var ortReference = "scripts/bench/ort_reference.py"
+
+    func validate() throws {
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+    }
 
     func run() throws {
         try model.ensureModel()
-        let report = try ModelReport.measure(modelDirectory: model.modelDir, scene: scene)
-        try output.emit(report, markdown: report.markdown)
+        switch against {
+        case .onnxruntime:
+            let report = try OnnxRuntimeReport.measure(
+                modelDirectory: model.modelDir, scene: scene, candidates: candidates ?? OnnxRuntimeReport.standardCandidates,
+                rounds: rounds, core: core, script: ortReference)
+            try output.emit(report, markdown: report.markdown)
+        case nil:
+            let report = try ModelReport.measure(modelDirectory: model.modelDir, scene: scene, candidates: candidates ?? [1, 16, 256])
+            try output.emit(report, markdown: report.markdown)
+        }
+    }
+}
+
+/// "1,16,256" → [1, 16, 256]; every count ≥ 1.
+private func parseCounts(_ text: String) throws -> [Int] {
+    try text.split(separator: ",", omittingEmptySubsequences: false).map { part in
+        guard let n = Int(part), n >= 1 else {
+            throw ValidationError("'\(part)' is not a count ≥ 1 (expected e.g. 1,16,256)")
+        }
+        return n
     }
 }
 

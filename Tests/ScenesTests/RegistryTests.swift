@@ -136,20 +136,26 @@ import Testing
         let world = try World()
         let (registry, store) = try world.open()
         _ = try registry.register(scene: "shoes", plugin: nil, pluginConfig: "{}", head: try world.head(scene: "shoes", version: "v0", seed: 3))
-        let liveBefore = SceneVersion.live
+        // Weak references, not SceneVersion.live: that count is process-wide, and suites running
+        // in parallel (other registries, the PostgreSQL store's) load and free versions too.
+        final class Watched { weak var version: SceneVersion?; init(_ v: SceneVersion?) { version = v } }
         var held = registry.snapshot?.scenes["shoes"]?.stable  // a request in flight on v0
+        let v0 = Watched(held)
+        var retired: [Watched] = []
         for i in 1...6 {
             _ = try registry.push(scene: "shoes", head: try world.head(scene: "shoes", version: "v\(i)", seed: UInt64(10 + i)),
                                   label: .stable, canaryShare: nil, plugin: nil, expectedGeneration: nil)
+            if i < 6 { retired.append(Watched(registry.snapshot?.scenes["shoes"]?.stable)) }
         }
         let record = try #require(registry.record("shoes"))
         #expect(record.versions.map(\.version) == ["v4", "v5", "v6"])
         let files = try FileManager.default.contentsOfDirectory(atPath: store.directory + "/scenes/shoes/versions")
         #expect(files.count == 3)
         #expect(held?.version == "v0", "a request keeps the version it started with")
-        #expect(SceneVersion.live == liveBefore + 1, "the served v6 and the held v0; v1…v5 freed")
+        #expect(retired.allSatisfy { $0.version == nil }, "v1…v5 are freed once no snapshot or request holds them")
+        #expect(registry.snapshot?.scenes["shoes"]?.stable.version == "v6")
         held = nil
-        #expect(SceneVersion.live == liveBefore)
+        #expect(v0.version == nil, "v0 is freed with the last request that held it")
         _ = held
     }
 

@@ -38,4 +38,8 @@ int scenescore_malloc_trim_if_above(size_t free_bytes_threshold);
 /// background work yields the core to the event loops.
 void scenescore_lower_thread_priority(int value);
 
+/// Pins the calling thread to CPU `cpu` (Linux: sched_setaffinity, which Swift's Glibc does not
+/// import; threads and processes it starts inherit the mask). Returns 0 or an errno value.
+int scenescore_pin_thread_to_cpu(int cpu);
+
 #endif
