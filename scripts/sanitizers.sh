@@ -4,11 +4,11 @@
 #            end-to-end training, about 6 min under ASan) is skipped; the same training code runs
 #            under ASan in GradientTests, DataTests, FactorizationMachineTests and InteropTests.
 #   thread   ThreadSanitizer on the transport, server and registry tests (H2Tests, ServerTests,
-#            RegistryPostgresTests,
-#            ScenesTests): the code that runs on several event loops and swaps heads under load.
+#            ScenesTests, RegistryPostgresTests): the code that runs on several event loops, swaps
+#            heads under load, and follows the shared registry from a thread of its own.
 # Findings fail the run. Suppressions (.ci/lsan.supp, .ci/tsan.supp) are only for reports inside
 # dependencies, each with the reason.
-# Usage: scripts/sanitizers.sh [--build-only] [address|thread]...   (default: both)
+# Usage: scripts/sanitizers.sh [address|thread]...   (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -43,14 +43,12 @@ run_thread() {
   ! grep -q "WARNING: ThreadSanitizer" .build-tsan/test.log
 }
 
-mode=run
-if [ "${1:-}" = "--build-only" ]; then mode=build; shift; fi
 for kind in "${@:-address thread}"; do
   for k in $kind; do
     case "$k" in
-      address) "${mode}_address" ;;
-      thread) "${mode}_thread" ;;
-      *) echo "usage: $0 [--build-only] [address|thread]..." >&2; exit 2 ;;
+      address) run_address ;;
+      thread) run_thread ;;
+      *) echo "usage: $0 [address|thread]..." >&2; exit 2 ;;
     esac
   done
 done

@@ -28,22 +28,6 @@ done
 swift test --skip-build 2>&1 | tee .build/swift-test.log
 grep -q "Test run with .* passed" .build/swift-test.log
 
-# The three instrumented builds at once: a single build leaves the cores idle while it plans,
-# compiles one large module or links; three keep both cores busy. Each has its own scratch path.
-phase "builds: AddressSanitizer, ThreadSanitizer, libFuzzer (concurrently)"
-mkdir -p .build/logs
-./scripts/sanitizers.sh --build-only address > .build/logs/build-asan.log 2>&1 & asan=$!
-./scripts/sanitizers.sh --build-only thread > .build/logs/build-tsan.log 2>&1 & tsan=$!
-./scripts/fuzz.sh --build > .build/logs/build-fuzz.log 2>&1 & fuzz=$!
-builds_failed=0
-for build in asan:$asan tsan:$tsan fuzz:$fuzz; do
-  if ! wait "${build#*:}"; then
-    builds_failed=1
-    echo "the ${build%%:*} build failed (.build/logs/build-${build%%:*}.log):"; tail -40 ".build/logs/build-${build%%:*}.log"
-  fi
-done
-[ "$builds_failed" = 0 ]
-
 phase "sanitizers: AddressSanitizer (every test target)"
 ./scripts/sanitizers.sh address
 phase "sanitizers: ThreadSanitizer (transport, server, registry)"

@@ -263,6 +263,15 @@ def default_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def plain_model_dir(tmp_path_factory) -> Path:
+    """A backbone without interaction towers (the trained default model has them; --random alone has not)."""
+    target = model_init(tmp_path_factory.mktemp("model") / "plain", "--random")
+    backbone = json.loads(_metadata(target / "backbone.safetensors")["scenescore.spec"])
+    assert not backbone.get("interaction"), f"model init --random wrote towers: {backbone}"
+    return target
+
+
+@pytest.fixture(scope="session")
 def interaction_model_dir(tmp_path_factory) -> Path:
     target = model_init(tmp_path_factory.mktemp("model") / "interaction16", "--random", "--interaction", "16")
     backbone = json.loads(_metadata(target / "backbone.safetensors")["scenescore.spec"])

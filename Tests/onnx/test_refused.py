@@ -22,13 +22,13 @@ def _head(model_dir: Path, scene: str = "apparel"):
     return head.metadata["scenescore.spec"], {k: v.copy() for k, v in head.tensors.items()}, head.sha256
 
 
-def corrupt(case: str, interaction_dir: Path, default_dir: Path, target: Path) -> tuple[str, str]:
+def corrupt(case: str, interaction_dir: Path, plain_dir: Path, target: Path) -> tuple[str, str]:
     """Builds model dir `target` (the interaction model's backbone and a valid 'beauty' head, plus a
     corrupted 'apparel' head, or a corrupted backbone); returns (file, expected message fragment)."""
     (target / "heads").mkdir(parents=True)
     spec_json, t, sha = _head(interaction_dir)
     spec = json.loads(spec_json)
-    backbone_src = default_dir if case == "interaction-on-plain-backbone" else interaction_dir
+    backbone_src = plain_dir if case == "interaction-on-plain-backbone" else interaction_dir
     (target / "backbone.safetensors").symlink_to(backbone_src / "backbone.safetensors")
     if case != "interaction-on-plain-backbone":
         (target / "heads" / "beauty.safetensors").symlink_to(interaction_dir / "heads" / "beauty.safetensors")
@@ -89,11 +89,11 @@ CASES = ["wrong-shape", "missing-tensor", "unexpected-tensor", "sha256-mismatch"
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_corrupted_model_is_refused(case, interaction_model_dir, default_model_dir, tmp_path):
+def test_corrupted_model_is_refused(case, interaction_model_dir, plain_model_dir, tmp_path):
     from scenescore_onnx import ExportError, export
 
     model_dir = tmp_path / "model"
-    file, fragment = corrupt(case, interaction_model_dir, default_model_dir, model_dir)
+    file, fragment = corrupt(case, interaction_model_dir, plain_model_dir, model_dir)
     out = tmp_path / "out"
 
     with pytest.raises(ExportError) as refused:
@@ -117,10 +117,10 @@ def test_corrupted_model_is_refused(case, interaction_model_dir, default_model_d
                                   f"{check.stdout}"
 
 
-def test_valid_scene_exports_beside_a_corrupted_head(interaction_model_dir, default_model_dir, tmp_path):
+def test_valid_scene_exports_beside_a_corrupted_head(interaction_model_dir, plain_model_dir, tmp_path):
     """--scene picks heads: a corrupted head of another scene does not stop the export of a valid one."""
     from scenescore_onnx import export
 
-    corrupt("wrong-shape", interaction_model_dir, default_model_dir, tmp_path / "model")
+    corrupt("wrong-shape", interaction_model_dir, plain_model_dir, tmp_path / "model")
     [done] = export(tmp_path / "model", tmp_path / "out", ["beauty"])
     assert done.scene == "beauty" and done.path.is_file()
