@@ -110,7 +110,7 @@ public final class PostgresSceneStore: SceneStore, @unchecked Sendable {
     }
 
     public func stage(_ bytes: [UInt8]) throws(RegistryError) -> StagedHead {
-        let file = "\(UInt64(Date().timeIntervalSince1970 * 1000))-\(UUID().uuidString.prefix(8).lowercased()).safetensors"
+        let file = StagedHead.newFileName()
         return StagedHead(source: .bytes(bytes, name: file), bytes: bytes.count, file: file)
     }
 

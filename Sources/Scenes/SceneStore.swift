@@ -1,3 +1,4 @@
+import Foundation
 import Model
 
 /// Where the registry keeps its state durably. The registry serialises every call within one
@@ -59,5 +60,11 @@ public struct StagedHead: Sendable {
         self.source = source
         self.bytes = bytes
         self.file = file
+    }
+
+    /// A fresh name for an upload's head file: milliseconds since the epoch and a random suffix
+    /// (not client-chosen: version names are free text).
+    public static func newFileName() -> String {
+        "\(UInt64(Date().timeIntervalSince1970 * 1000))-\(UUID().uuidString.prefix(8).lowercased()).safetensors"
     }
 }

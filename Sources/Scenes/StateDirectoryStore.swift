@@ -59,7 +59,7 @@ public final class StateDirectoryStore: SceneStore {
     }
 
     public func stage(_ bytes: [UInt8]) throws(RegistryError) -> StagedHead {
-        let file = "\(Self.timestamp())-\(UUID().uuidString.prefix(8).lowercased()).safetensors"
+        let file = StagedHead.newFileName()
         let path = stagingDir + "/" + file
         try Self.atomicWrite(bytes, to: path)
         return StagedHead(source: .file(path: path), bytes: bytes.count, file: file)
@@ -155,9 +155,5 @@ public final class StateDirectoryStore: SceneStore {
         for file in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
             try? FileManager.default.removeItem(atPath: dir + "/" + file)
         }
-    }
-
-    static func timestamp() -> String {
-        String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 10)
     }
 }

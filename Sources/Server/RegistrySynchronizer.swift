@@ -19,7 +19,6 @@ final class RegistrySynchronizer: Sendable {
     private let queue = DispatchQueue(label: "scenescore.registry.sync")
     private struct State {
         var pending = false
-        var converged = false
         var onConverged: (@Sendable () -> Void)?
     }
     private let state = NIOLockedValueBox(State())
@@ -42,7 +41,7 @@ final class RegistrySynchronizer: Sendable {
     /// store is served at its committed generation (readiness); pass `converged: true` when the
     /// registry's open already got there.
     func start(url: String, backboneHash: String, converged: Bool, onConverged: @escaping @Sendable () -> Void) {
-        state.withLockedValue { $0.converged = converged; $0.onConverged = converged ? nil : onConverged }
+        state.withLockedValue { $0.onConverged = converged ? nil : onConverged }
         if converged { onConverged() } else { requestSync() }
         let listener = RegistryListener(url: url, backboneHash: backboneHash) { [self] event in handle(event) }
         self.listener.withLockedValue { $0 = listener }
@@ -106,7 +105,7 @@ final class RegistrySynchronizer: Sendable {
         if result.converged {
             synced.increment()
             let callback = state.withLockedValue { s -> (@Sendable () -> Void)? in
-                defer { s.converged = true; s.onConverged = nil }
+                defer { s.onConverged = nil }
                 return s.onConverged
             }
             callback?()
