@@ -137,9 +137,10 @@ def test_deployment_command_line_serves_the_probes_and_drains(bundle, pod_files)
         deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             assert process.poll() is None, f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            if _curl(url("startupProbe"))[0] == 200:
+            # Ready, not merely alive: the readiness path answers 200 only once the models are loaded.
+            if _curl(url("readinessProbe"))[0] == 200:
                 break
-            assert time.monotonic() < deadline, f"startup probe not 200 after {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"readiness probe not 200 after {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}"
             time.sleep(0.2)
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert _curl(url(probe)) == (200, "2"), (probe, url(probe))
