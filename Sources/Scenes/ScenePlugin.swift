@@ -255,14 +255,7 @@ public final class ScenePlugin: @unchecked Sendable {
     }
 
     private func firstNonFinite(_ values: UnsafeMutablePointer<Float>, count: Int) -> Int? {
-        // A float is NaN or infinite iff its exponent bits are all ones. The max of the
-        // exponent fields is one branch-free pass the compiler vectorises; the index is searched
-        // only on failure.
-        let exponent: UInt32 = 0x7F80_0000
-        var highest: UInt32 = 0
-        for i in 0..<count { highest = max(highest, values[i].bitPattern & exponent) }
-        if highest != exponent { return nil }
-        return (0..<count).first { !values[$0].isFinite }
+        NonFinite.firstIndex(in: UnsafeBufferPointer(start: values, count: count))
     }
 
     private func nonFinite(_ value: Float, field: String, index: Int, section: String, candidate: Int?) -> PluginError {

@@ -226,6 +226,14 @@ final class Scorer: Sendable {
     private func finish(_ job: Job, scores: UnsafeMutableBufferPointer<Float>) -> H2Response {
         let head = job.version.head
         let n = job.request.candidates
+        // Finite but huge dense values can overflow the forward pass (inf − inf is NaN). That is
+        // the request's doing, not the plugin's or the server's: a 422 naming the candidate.
+        if let bad = NonFinite.firstIndex(in: UnsafeBufferPointer(scores)) {
+            let outputs = head.spec.outputs.count
+            return countedProblem(.unscorableValues(
+                "candidate \(bad / outputs): the model's '\(head.spec.outputs[bad % outputs])' score is \(scores[bad]): "
+                + "the request's dense values are too large for scene '\(job.scene)' to score"), scene: job.scene)
+        }
         if let plugin = job.version.plugin, plugin.hasPostprocess {
             do { try plugin.postprocess(scores, candidates: n, outputs: head.spec.outputs) } catch {
                 logger.error("plugin.postprocess.failed", metadata: ["scene": "\(job.scene)", "plugin": "\(plugin.name)", "error": "\(error.message)"])

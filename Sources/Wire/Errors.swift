@@ -32,6 +32,7 @@ public struct WireError: Error, CustomStringConvertible, Equatable, Sendable {
         "too-many-candidates": "Too many candidates",
         "unsupported-media-type": "Unsupported media type",
         "schema-mismatch": "Request does not match the scene's schema",
+        "unscorable-values": "The request's values are out of the model's range",
         "internal": "Internal error",
         "not-ready": "Not ready",
         "unauthorized": "Unauthorized",
@@ -70,6 +71,11 @@ public struct WireError: Error, CustomStringConvertible, Equatable, Sendable {
     /// 422 `schema-mismatch`: counts differ from the scene's backbone.
     public static func schemaMismatch(_ detail: String) -> WireError {
         WireError(status: 422, slug: "schema-mismatch", detail: detail)
+    }
+
+    /// 422 `unscorable-values`: finite inputs so large that the model's output overflowed.
+    public static func unscorableValues(_ detail: String) -> WireError {
+        WireError(status: 422, slug: "unscorable-values", detail: detail)
     }
 
     /// 413 `too-many-candidates`: `n_candidates N exceeds the limit of L`.

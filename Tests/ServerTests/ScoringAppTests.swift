@@ -109,4 +109,33 @@ import Wire
             }
         }
     }
+
+    /// Finite dense values so large that the forward pass overflows (inf − inf) are the request's
+    /// fault: a 422 naming the candidate, while the requests batched with it are scored.
+    @Test func overflowingValuesAre422AndSpareTheBatch() throws {
+        let (app, dir) = try Self.makeApp()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let binary = "application/vnd.scenescore.v1"
+        var huge: [UInt8] = []
+        let big = Float.greatestFiniteMagnitude
+        WireCodec.encodeBinaryRequest(requestID: 9, scene: "apparel", contextIDs: [3], contextDense: [big, -big],
+                                      itemIDs: [1, 2, 5, 6], itemDense: [0.5, 0.25, -1, big, -big, big], candidates: 2, into: &huge)
+        let bodies = [huge, Self.binaryRequest(scene: "apparel", candidates: 3, seed: 1)]
+        let heads = bodies.map { _ in Self.head("POST", "/v1/score", contentType: binary) }
+        let alone = zip(heads, bodies).map { h, b in b.withUnsafeBytes { app.respond(to: h, body: $0) } }
+        var arena: [UInt8] = []
+        var ranges: [Range<Int>] = []
+        for b in bodies { ranges.append(arena.count..<(arena.count + b.count)); arena += b }
+        let together = arena.withUnsafeBytes { raw in
+            app.respond(toBatch: zip(heads, ranges).map { H2CompletedRequest(head: $0, body: UnsafeRawBufferPointer(rebasing: raw[$1])) })
+        }
+        for responses in [alone, together] {
+            #expect(responses.map(\.status) == [422, 200])
+            let problem = try JSONSerialization.jsonObject(with: Data(responses[0].body)) as? [String: Any]
+            #expect(problem?["type"] as? String == "https://scenescore.dev/problems/unscorable-values")
+            let detail = problem?["detail"] as? String ?? ""
+            #expect(detail.hasPrefix("candidate 0: the model's 'click' score is nan"), "\(detail)")
+            #expect(detail.hasSuffix("too large for scene 'apparel' to score"), "\(detail)")
+        }
+    }
 }

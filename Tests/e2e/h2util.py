@@ -647,6 +647,7 @@ TITLES = {
     "too-many-candidates": "Too many candidates",
     "unsupported-media-type": "Unsupported media type",
     "schema-mismatch": "Request does not match the scene's schema",
+    "unscorable-values": "The request's values are out of the model's range",
     "internal": "Internal error",
     "not-ready": "Not ready",
 }

@@ -193,6 +193,20 @@ def test_schema_mismatch_binary(conn, model, case):
     assert_problem(r, 422, "schema-mismatch", detail=detail, what=f"{case} {counts}")
 
 
+def test_values_that_overflow_the_model(conn):
+    """Finite dense values near float32's limit overflow the forward pass (inf - inf is NaN): a 422
+    naming the candidate, never NaN scores in a 200 or a 500."""
+    cids, cdense, iids, idense = random_arrays(3, seed=23)
+    big = np.finfo(np.float32).max
+    idense[1, :] = np.where(np.arange(idense.shape[1]) % 2 == 0, big, -big).astype(np.float32)
+    body = wire.encode_request("apparel", cids, cdense, iids, idense, request_id=23)
+    doc = assert_problem(post(conn, body), 422, "unscorable-values", detail_contains="candidate 1: the model's ")
+    assert doc["detail"].endswith("the request's dense values are too large for scene 'apparel' to score"), doc
+    # The same candidates without the huge row are scored.
+    ok = wire.encode_request("apparel", cids, cdense, iids[[0, 2]], idense[[0, 2]], request_id=24)
+    assert post(conn, ok).status == 200
+
+
 def test_unknown_scene_binary_and_json(conn):
     body = score_body(2, scene="shoes")
     assert_problem(post(conn, body), 404, "unknown-scene", detail="unknown scene 'shoes'")

@@ -284,6 +284,22 @@ def test_register_plugin_scene_and_score_raw_fields(admin, scoring, ref, plugins
         assert r.status_code == 422, (r.status_code, r.text[:300])
 
 
+def test_plugin_scene_values_that_overflow_the_model_are_422(admin, scoring, ref, plugins):
+    """Raw values the plugin maps faithfully (electronics passes content_0..15 through) but so large
+    that the forward pass overflows: the request's 422, not the plugin's 500 (a fuzzer finding)."""
+    need_plugin(plugins, "electronics")
+    scene = "overflowing-electronics"
+    register(admin, ref, scene, seed=41, plugin="electronics")
+    desc = scoring.describe(scene)
+    cids, cdense, iids, idense = random_inputs(desc, 2, np.random.default_rng(41))
+    big = np.finfo(np.float32).max
+    idense[1, :16] = np.where(np.arange(16) % 2 == 0, big, -big).astype(np.float32)
+    r = scoring.post(wire.encode_request(scene, cids, cdense, iids, idense, request_id=41))
+    assert r.status_code == 422, (r.status_code, r.text[:300])
+    problem = r.json()
+    assert problem["type"].endswith("/unscorable-values") and problem["detail"].startswith("candidate 1: "), problem
+
+
 def test_apparel_plugin_scores_follow_its_mapping(admin, scoring, ref, plugins):
     """The apparel plugin's documented mapping (Plugins/apparel, default config) in numpy, then
     the reference forward pass: the server's scores for raw fields match."""
