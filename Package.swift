@@ -28,6 +28,14 @@ let plainCPlugin: [LinkerSetting] = [.unsafeFlags(["-nostartfiles"], .when(platf
 // into an hour.
 let numericISA: [SwiftSetting] = vectorISA + [.unsafeFlags(["-O"], .when(configuration: .debug))]
 
+// The AVX-512 GEMM loop (Sources/KernelsAVX512) is compiled for an AVX-512 CPU whatever the
+// rest of the binary targets, and runs only where the CPU has it (Sources/Kernels/KernelISA.swift).
+let avx512KernelCPU = avx512CPUs.contains(targetCPU) ? targetCPU : "skylake-avx512"
+let avx512ISA: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", avx512KernelCPU], .when(platforms: [.linux])),
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
+]
+
 let package = Package(
     name: "SceneScore",
     platforms: [.macOS(.v14)],
@@ -70,7 +78,14 @@ let package = Package(
         // no second TLS stack.
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
-        .target(name: "Kernels", path: "Sources/Kernels", swiftSettings: numericISA),
+        .target(name: "CCPUFeatures", path: "Sources/CCPUFeatures"),
+
+        // The kernel: shared types and inlinable micro-kernels, the AVX-512 loop, and the
+        // public GEMM that picks a loop at run time.
+        .target(name: "KernelsCore", path: "Sources/KernelsCore", swiftSettings: numericISA),
+        .target(name: "KernelsAVX512", dependencies: ["KernelsCore"], path: "Sources/KernelsAVX512", swiftSettings: avx512ISA),
+        .target(name: "Kernels", dependencies: ["KernelsCore", "KernelsAVX512", "CCPUFeatures"], path: "Sources/Kernels",
+                swiftSettings: numericISA),
         .target(name: "Model", dependencies: ["Kernels", "COpenSSL"], path: "Sources/Model",
                 swiftSettings: numericISA),
         .target(name: "Wire", path: "Sources/Wire"),
@@ -112,7 +127,7 @@ let package = Package(
         .executableTarget(
             name: "scenescore",
             dependencies: [
-                "Kernels", "Model", "Training", "Bench", "CShims", "Server", "LoadTool",
+                "Kernels", "Model", "Training", "Bench", "CShims", "CCPUFeatures", "Server", "LoadTool",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,6 +1,13 @@
+@_exported import KernelsCore
+import KernelsAVX512
+
 /// C = act(A · B + bias + addend), float32, with B prepacked (`PackedWeights`).
 ///
-/// Blocking, BLIS-style (loop numbers count outwards from the micro-kernel):
+/// Each call runs the loop of the ISA chosen once per process (`KernelISA.active`): AVX-512
+/// (`GEMMAVX512`, compiled for skylake-avx512 in a module of its own) where the CPU and OS have
+/// it, otherwise the AVX2 loop below, which is what the rest of the binary is compiled for.
+///
+/// AVX2 blocking, BLIS-style (loop numbers count outwards from the micro-kernel):
 ///
 /// | loop | iterates | block | why |
 /// |---|---|---|---|
@@ -40,7 +47,34 @@ public enum GEMM {
         precondition(m >= 0 && lda >= b.k && ldc >= b.n, "GEMM: bad strides (lda \(lda) < k \(b.k) or ldc \(ldc) < n \(b.n))")
         precondition(addend == nil || addendStride >= b.n, "GEMM: addend stride \(addendStride) < n \(b.n)")
         if m == 0 { return }
-        let epilogue = Epilogue(bias: bias ?? b.bias.map { UnsafePointer($0) }, n: b.n,
+        multiply(a, rows: m, stride: lda, by: b, bias: bias, addend: addend, addendStride: addendStride,
+                 activation: activation, into: c, stride: ldc, isa: KernelISA.active)
+    }
+
+    /// `multiply` with an explicit ISA (tests and benchmarks compare the two). The caller has
+    /// checked the shapes, and `isa` must be supported (`KernelISA.supported`).
+    package static func multiply(
+        _ a: UnsafePointer<Float>, rows m: Int, stride lda: Int, by b: PackedWeights,
+        bias: UnsafePointer<Float>?, addend: UnsafePointer<Float>?, addendStride: Int,
+        activation: Activation, into c: UnsafeMutablePointer<Float>, stride ldc: Int, isa: KernelISA
+    ) {
+        let bias = bias ?? b.bias.map { UnsafePointer($0) }
+        switch isa {
+        case .avx512:
+            GEMMAVX512.multiply(a, rows: m, stride: lda, by: b, bias: bias, addend: addend, addendStride: addendStride,
+                                activation: activation, into: c, stride: ldc)
+        case .avx2:
+            multiplyAVX2(a, rows: m, stride: lda, by: b, bias: bias, addend: addend, addendStride: addendStride,
+                         activation: activation, into: c, stride: ldc)
+        }
+    }
+
+    private static func multiplyAVX2(
+        _ a: UnsafePointer<Float>, rows m: Int, stride lda: Int, by b: PackedWeights,
+        bias: UnsafePointer<Float>?, addend: UnsafePointer<Float>?, addendStride: Int,
+        activation: Activation, into c: UnsafeMutablePointer<Float>, stride ldc: Int
+    ) {
+        let epilogue = Epilogue(bias: bias, n: b.n,
                                 addend: addend, addendStride: addendStride,
                                 activation: activation, c: c, ldc: ldc)
         let k = b.k
@@ -127,40 +161,5 @@ extension GEMM {
             }
         }
         return c
-    }
-}
-
-/// Writes one accumulator row (16 columns of one panel) to C after bias, addend, activation.
-struct Epilogue {
-    let bias: UnsafePointer<Float>?
-    let n: Int
-    let addend: UnsafePointer<Float>?
-    let addendStride: Int
-    let activation: Activation
-    let c: UnsafeMutablePointer<Float>
-    let ldc: Int
-
-    @inline(__always)
-    func store(_ acc: SIMD16<Float>, row: Int, panel: Int) {
-        let col = panel &* 16
-        let cols = min(16, n &- col)
-        var v = acc
-        if let bias { v += loadPartial(bias + col, cols) }
-        if let addend { v += loadPartial(addend + (row &* addendStride &+ col), cols) }
-        v = v.applying(activation)
-        let out = c + (row &* ldc &+ col)
-        if cols == 16 {
-            UnsafeMutableRawPointer(out).storeBytes(of: v, as: SIMD16<Float>.self)
-        } else {
-            for j in 0..<cols { out[j] = v[j] }
-        }
-    }
-
-    @inline(__always)
-    private func loadPartial(_ p: UnsafePointer<Float>, _ cols: Int) -> SIMD16<Float> {
-        if cols == 16 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
-        var v = SIMD16<Float>()
-        for j in 0..<cols { v[j] = p[j] }
-        return v
     }
 }

@@ -1,4 +1,4 @@
-internal import CShims
+internal import CCPUFeatures
 #if canImport(Glibc)
 import Glibc
 #endif

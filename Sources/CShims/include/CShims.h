@@ -1,25 +1,12 @@
-// One-line C wrappers for what Swift cannot import: OpenSSL's function-like macros and the
-// compiler's CPU-feature builtins. Each wrapper is prefixed `scenescore_` and does nothing else.
+// One-line C wrappers for what Swift cannot import: OpenSSL's function-like macros, thread
+// affinity and the like (the CPU-feature builtins are in CCPUFeatures). Each wrapper is
+// prefixed `scenescore_` and does nothing else.
 #ifndef SCENESCORE_CSHIMS_H
 #define SCENESCORE_CSHIMS_H
 
 #include <stdint.h>
 #include <openssl/ssl.h>
 #include <openssl/bio.h>
-
-/// Bit set of the x86 features the release build may be compiled for (see CPUFeatures.swift).
-enum {
-    SCENESCORE_CPU_AVX2 = 1 << 0,
-    SCENESCORE_CPU_FMA = 1 << 1,
-    SCENESCORE_CPU_BMI2 = 1 << 2,
-    SCENESCORE_CPU_F16C = 1 << 3,
-    SCENESCORE_CPU_AVX512F = 1 << 4,
-    SCENESCORE_CPU_AVX512BW = 1 << 5,
-    SCENESCORE_CPU_AVX512VL = 1 << 6,
-    SCENESCORE_CPU_AVX512DQ = 1 << 7,
-};
-/// The features of the running CPU that the OS has enabled.
-uint32_t scenescore_cpu_features(void);
 
 int scenescore_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version);
 long scenescore_SSL_CTX_set_mode(SSL_CTX *ctx, long mode);

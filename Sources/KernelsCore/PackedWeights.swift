@@ -15,8 +15,8 @@ public final class PackedWeights: @unchecked Sendable {
     /// Number of 16-wide panels.
     public let panels: Int
     /// The bias added in the epilogue (length n, zero-padded to panels × 16), or nil.
-    let bias: UnsafeMutablePointer<Float>?
-    let storage: UnsafeMutablePointer<Float>
+    package let bias: UnsafeMutablePointer<Float>?
+    @usableFromInline let storage: UnsafeMutablePointer<Float>
 
     /// Packs a weight matrix stored as PyTorch's `nn.Linear` keeps it: `[n][k]` (out × in),
     /// row-major, so that `C = A · Wᵀ`. `bias`, when given, has `n` values.
@@ -84,8 +84,8 @@ public final class PackedWeights: @unchecked Sendable {
     /// Bytes held, for the memory accounting of loaded models.
     public var byteCount: Int { (k * panels * Self.panelWidth + (bias == nil ? 0 : panels * Self.panelWidth)) * 4 }
 
-    @inline(__always)
-    func panel(_ p: Int) -> UnsafePointer<Float> { UnsafePointer(storage + p * k * Self.panelWidth) }
+    @inlinable @inline(__always)
+    public func panel(_ p: Int) -> UnsafePointer<Float> { UnsafePointer(storage + p * k * Self.panelWidth) }
 
     private static func allocateAligned(count: Int) -> UnsafeMutablePointer<Float> {
         UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)

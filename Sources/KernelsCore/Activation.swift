@@ -7,13 +7,13 @@ public enum Activation: String, Sendable, CaseIterable, Codable {
 
 extension SIMD16 where Scalar == Float {
     /// max(x, 0), lane-wise.
-    @inline(__always)
-    var relu: Self { self.replacing(with: 0, where: self .< 0) }
+    @inlinable @inline(__always)
+    public var relu: Self { self.replacing(with: 0, where: self .< 0) }
 
     /// 1 / (1 + e^-x), lane-wise, via `vectorExp`. Relative error below 2e-7 on [-87, 87];
     /// saturates cleanly to 0 and 1 beyond.
-    @inline(__always)
-    var sigmoid: Self {
+    @inlinable @inline(__always)
+    public var sigmoid: Self {
         let one = Self(repeating: 1)
         return one / (one + (-self).vectorExp)
     }
@@ -21,9 +21,14 @@ extension SIMD16 where Scalar == Float {
     /// e^x, lane-wise: x = n·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for e^r, and 2^n
     /// built in the exponent bits. Swift has no vector exp, and a scalar `exp` per lane would
     /// leave the epilogue ten times slower than the FMAs before it.
-    @inline(__always)
-    var vectorExp: Self {
-        let x = self.clamped(lowerBound: Self(repeating: -87.3), upperBound: Self(repeating: 88.3))
+    @inlinable @inline(__always)
+    public var vectorExp: Self {
+        // The clamp as two selects: `clamped(lowerBound:upperBound:)` calls the standard
+        // library's prespecialised pointwiseMin/Max, built for baseline x86-64, and a SIMD16
+        // passed from AVX-512 code to it travels in registers the callee does not read.
+        let low = Self(repeating: -87.3), high = Self(repeating: 88.3)
+        var x = self.replacing(with: low, where: self .< low)
+        x.replace(with: high, where: x .> high)
         // Round to nearest with the 1.5·2^23 trick: adding it pushes the fraction out of the
         // mantissa, and the low mantissa bits then hold n in two's complement. Plain vector
         // adds and integer ops; the generic SIMD rounding and conversions are scalar loops.
@@ -45,8 +50,8 @@ extension SIMD16 where Scalar == Float {
         return p * Self(bitPattern: exponent)
     }
 
-    @inline(__always)
-    func applying(_ activation: Activation) -> Self {
+    @inlinable @inline(__always)
+    public func applying(_ activation: Activation) -> Self {
         switch activation {
         case .identity: return self
         case .relu: return relu
@@ -56,13 +61,13 @@ extension SIMD16 where Scalar == Float {
 }
 
 extension SIMD16 where Scalar == Float {
-    @inline(__always)
-    init(bitPattern bits: SIMD16<UInt32>) {
+    @inlinable @inline(__always)
+    public init(bitPattern bits: SIMD16<UInt32>) {
         self = unsafeBitCast(bits, to: SIMD16<Float>.self)
     }
 
-    @inline(__always)
-    var bitPattern: SIMD16<UInt32> { unsafeBitCast(self, to: SIMD16<UInt32>.self) }
+    @inlinable @inline(__always)
+    public var bitPattern: SIMD16<UInt32> { unsafeBitCast(self, to: SIMD16<UInt32>.self) }
 }
 
 extension Activation {
