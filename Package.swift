@@ -103,7 +103,7 @@ let package = Package(
         // The scene registry shared by replicas: PostgreSQL tables + LISTEN/NOTIFY.
         .target(name: "RegistryPostgres", dependencies: ["Scenes", "CLibPQ"], path: "Sources/RegistryPostgres"),
         .target(name: "Server", dependencies: [
-            "Model", "Wire", "H2", "Scenes", "RegistryPostgres", "CShims",
+            "Kernels", "Model", "Wire", "H2", "Scenes", "RegistryPostgres", "CShims",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

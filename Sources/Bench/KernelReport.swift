@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// `scenescore bench kernel`: the GEMM kernel against numpy's OpenBLAS sgemm, side by side.
 public struct KernelReport: Encodable, Sendable {
@@ -26,6 +27,8 @@ public struct KernelReport: Encodable, Sendable {
     }
 
     public let reference: String?
+    /// scenescore's GEMM loop (`KernelISA`) and why it was chosen.
+    public let kernels: String
     public let rows: [Row]
 
     private struct NumpyOutput: Decodable {
@@ -50,7 +53,7 @@ public struct KernelReport: Encodable, Sendable {
         let rows = zip(shapes, ours).map { s, g in
             Row(m: s.m, k: s.k, n: s.n, scenescoreGFLOPS: g, openblasGFLOPS: theirs[s])
         }
-        return KernelReport(reference: library, rows: rows)
+        return KernelReport(reference: library, kernels: "\(KernelISA.active.rawValue) (\(KernelISA.selection.reason))", rows: rows)
     }
 
     public var markdown: String {
@@ -61,7 +64,8 @@ public struct KernelReport: Encodable, Sendable {
             lines.append("| \(r.m) | \(r.k) | \(r.n) | \(format(r.scenescoreGFLOPS, 1)) | "
                          + "\(r.openblasGFLOPS.map { format($0, 1) } ?? "–") | \(r.ratio.map { format($0, 2) } ?? "–") | \(target) |")
         }
-        if let reference { lines.append("\nanchor: \(reference)") }
+        lines.append("\nscenescore kernels: \(kernels) (SCENESCORE_KERNEL_ISA=avx2 measures the other loop)")
+        if let reference { lines.append("anchor: \(reference)") }
         return lines.joined(separator: "\n")
     }
 }

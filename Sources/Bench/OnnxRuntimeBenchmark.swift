@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 import Model
 internal import CShims
 
@@ -33,6 +34,8 @@ public struct OnnxRuntimeReport: Encodable, Sendable {
 
     public let model: String
     public let cpu: String
+    /// scenescore's GEMM loop (`KernelISA`) and why it was chosen.
+    public let kernels: String
     public let onnxruntime: String
     public let core: Int
     public let rounds: Int
@@ -90,6 +93,7 @@ public struct OnnxRuntimeReport: Encodable, Sendable {
         }
         return OnnxRuntimeReport(
             model: "\(modelDirectory) (scene \(head.spec.scene), head \(head.spec.version))", cpu: cpuModel(),
+            kernels: "\(KernelISA.active.rawValue) (\(KernelISA.selection.reason))",
             onnxruntime: "onnxruntime \(ort.hello.onnxruntime), CPUExecutionProvider, intra- and inter-op 1 thread, sequential, ORT_ENABLE_ALL",
             core: core, rounds: rounds, overheadGraph: ort.hello.noop,
             ratioUses: "onnxruntimeMicroseconds: run_with_iobinding on the model minus the same call on the overhead graph",
@@ -128,7 +132,7 @@ public struct OnnxRuntimeReport: Encodable, Sendable {
                   "raw: InferenceSession.run_with_iobinding from Python, inputs bound once, output preallocated",
                   "overhead: the same call on a graph with the same inputs and output, \(overheadGraph) (Python + ORT's per-Run cost)",
                   "ratio = (raw − overhead) / scenescore; outputs agreed within \(tolerance) before timing",
-                  "model: \(model)", "\(onnxruntime)", "both pinned to core \(core): \(cpu)"]
+                  "model: \(model)", "\(onnxruntime)", "both pinned to core \(core): \(cpu)", "scenescore kernels: \(kernels)"]
         return lines.joined(separator: "\n")
     }
 }

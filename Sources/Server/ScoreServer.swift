@@ -1,5 +1,6 @@
 import Foundation
 import H2
+import Kernels
 import Logging
 import Model
 import RegistryPostgres
@@ -81,7 +82,8 @@ public final class ScoreServer: Service {
         let announceReady: @Sendable () -> Void = {
             app.setReady(true)
             logger.info("ready", metadata: ["scenes": "\(registry.snapshot?.scenes.count ?? 0)", "registry": "\(store.location)",
-                                            "backbone.sha256": "\(backbone.contentHash.prefix(12))"])
+                                            "backbone.sha256": "\(backbone.contentHash.prefix(12))",
+                                            "kernels": "\(KernelISA.active.rawValue) (\(KernelISA.selection.reason))"])
         }
         var synchronizer: RegistrySynchronizer?
         if let shared = store.shared, let url = config.registry {
