@@ -45,7 +45,11 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
     private var handshakeDeadline: NIODeadline
     private var streamsOpen = 0
     /// The newest write; closing waits for it so a final GOAWAY is not cut off.
-    private var lastWrite: EventLoopFuture<Void>?
+    /// Whether anything was written: a lingering close waits for the writes before it.
+    private var wroteAny = false
+    /// The ciphertext buffer, reused: once NIO has written it out this handler holds the only
+    /// reference again, so the next flush writes into the same storage without allocating.
+    private var outbound: ByteBuffer?
 
     init(tls: TLSConnection?, session: any H2Session, limits: H2Limits, logger: Logger, metrics: TransportMetrics) {
         self.tls = tls
@@ -218,7 +222,10 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
         guard !closing else { return }
         do {
             while context.channel.isWritable {
-                var out = context.channel.allocator.buffer(capacity: 0)
+                var out = outbound ?? context.channel.allocator.buffer(capacity: 16 * 1024)
+                outbound = nil  // the local copy is then the only one, and clear() keeps its storage
+                out.clear()
+                defer { outbound = out }
                 if let tls {
                     plaintextOut.removeAll(keepingCapacity: true)
                     // Frames wait for the handshake: SSL_write before it would only want to read.
@@ -234,7 +241,8 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
                     let produced = try session.produceOutput(limit: limits.outputChunkBytes) { out.writeBytes($0) }
                     if produced == 0 { break }
                 }
-                lastWrite = context.writeAndFlush(wrapOutboundOut(out))
+                context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+                wroteAny = true
             }
         } catch {
             logger.info("h2.send.failed", metadata: ["error": "\(error)"])
@@ -274,14 +282,17 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
         guard !closing else { return }
         closing = true
         timer?.cancel()
-        if let lastWrite {
+        if wroteAny {
             // Lingering close: once the last write (typically GOAWAY) is out, shut our side down
             // and keep reading (and discarding) until the peer closes. Closing at once, with the
             // peer's next requests still unread, makes the kernel answer with a TCP RST, which
             // can destroy the GOAWAY before the peer reads it. A peer that neither reads nor
             // closes gets one second.
             let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
-            lastWrite.whenComplete { _ in ctx.value.close(mode: .output, promise: nil) }
+            // Writes complete in order: an empty one completes once every earlier one is out.
+            let written = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
+            written.futureResult.whenComplete { _ in ctx.value.close(mode: .output, promise: nil) }
             context.eventLoop.scheduleTask(in: .seconds(1)) { ctx.value.close(promise: nil) }
         } else {
             context.close(promise: nil)

@@ -1,4 +1,5 @@
 internal import CNGHTTP2
+internal import CShims
 import NIOCore
 
 /// One nghttp2 server session: bytes in (`receive`), bytes out (`produceOutput`); requests
@@ -106,8 +107,8 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
         nghttp2_option_set_max_outbound_ack(option, 1000)
 
         var s: OpaquePointer?
-        let rv = nghttp2_session_server_new2(&s, callbacks, nil, option)
-        guard rv == 0, let s else { throw Failure.nghttp2("nghttp2_session_server_new2", rv) }
+        let rv = nghttp2_session_server_new3(&s, callbacks, nil, option, scenescore_nghttp2_pool_mem(memoryPool))
+        guard rv == 0, let s else { throw Failure.nghttp2("nghttp2_session_server_new3", rv) }
         session = s
         nghttp2_session_set_user_data(s, Unmanaged.passUnretained(self).toOpaque())
 
@@ -156,6 +157,15 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
 
     func dispatchCompleted() {
         guard !completed.isEmpty else { return }
+        // One request per read (a client with one request in flight): answered without the
+        // batch's arrays, so such a request allocates nothing here.
+        if completed.count == 1, let stream = completed.first, streams[stream.head.streamID] === stream, !stream.responded,
+           eventLoop == nil || !handler.answersLater(stream.head) {
+            completed.removeAll(keepingCapacity: true)
+            stream.queued = false
+            _ = submit(handler.respond(to: stream.head, body: stream.body), on: stream)
+            return
+        }
         // Streams reset by the peer in the same read are gone from `streams`: skip them.
         var live = completed.filter { streams[$0.head.streamID] === $0 && !$0.responded }
         completed.removeAll(keepingCapacity: true)

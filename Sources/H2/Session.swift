@@ -1,4 +1,5 @@
 internal import CNGHTTP2
+internal import CShims
 import NIOCore
 
 /// What the connection handler needs from an nghttp2 session, server or client: bytes in,
@@ -53,7 +54,13 @@ class NGHTTP2Endpoint {
         }
     }
 
-    deinit { nghttp2_session_del(session) }
+    /// The session's allocator: freed blocks are reused, so steady traffic does not call malloc.
+    let memoryPool: OpaquePointer = scenescore_nghttp2_pool_new()
+
+    deinit {
+        nghttp2_session_del(session)  // frees through the pool: delete the pool after it
+        scenescore_nghttp2_pool_delete(memoryPool)
+    }
 
     /// Feeds received plaintext. Throws when the peer broke the protocol; nghttp2 has then
     /// usually queued a GOAWAY, which the caller should still flush before closing.
@@ -91,8 +98,8 @@ class NGHTTP2Endpoint {
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunkRecv)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
         var s: OpaquePointer?
-        let rv = nghttp2_session_client_new(&s, callbacks, nil)
-        guard rv == 0, let s else { throw Failure.nghttp2("nghttp2_session_client_new", rv) }
+        let rv = nghttp2_session_client_new3(&s, callbacks, nil, nil, scenescore_nghttp2_pool_mem(memoryPool))
+        guard rv == 0, let s else { throw Failure.nghttp2("nghttp2_session_client_new3", rv) }
         session = s
         nghttp2_session_set_user_data(s, Unmanaged.passUnretained(self).toOpaque())
         var settings = [

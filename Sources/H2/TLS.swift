@@ -52,7 +52,7 @@ public final class TLSContext: @unchecked Sendable {
         self.ctx = ctx
         guard scenescore_SSL_CTX_set_min_proto_version(ctx, scenescore_TLS1_2_VERSION()) == 1 else { throw TLSError("cannot set TLS 1.2 minimum") }
         _ = scenescore_SSL_CTX_set_rfc9113_options(ctx)
-        _ = scenescore_SSL_CTX_set_mode(ctx, scenescore_SSL_MODE_release_buffers_and_partial_write())
+        _ = scenescore_SSL_CTX_set_mode(ctx, scenescore_SSL_MODE_partial_write())
         guard SSL_CTX_set_cipher_list(ctx, Self.tls12Ciphers) == 1 else { throw TLSError("cannot set TLS 1.2 ciphers") }
         guard SSL_CTX_use_certificate_chain_file(ctx, config.certificateChainPath) == 1 else {
             throw TLSError("cannot load certificate chain \(config.certificateChainPath)")

@@ -241,15 +241,12 @@ final class Scorer: Sendable {
                                                 detail: "scene '\(job.scene)' plugin '\(plugin.name)': \(error.message)"), scene: job.scene)
             }
         }
-        var body: [UInt8] = []
-        body.reserveCapacity(64 + n * head.spec.outputs.count * 4)
+        var body: [UInt8] = []  // the encoder reserves the exact size
         WireCodec.encodeResponse(job.encoding, requestID: job.request.requestID, scene: job.scene,
                                  headVersion: head.spec.version, outputs: head.spec.outputs, scores: UnsafeBufferPointer(scores),
                                  candidates: n, into: &body)
         metrics.requestDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - job.start))
-        return H2Response(status: 200, headers: [("content-type", job.encoding.contentType),
-                                                 ("x-scenescore-head-version", WireCodec.headVersionHeader(head.spec.version))],
-                          body: body)
+        return H2Response(status: 200, headers: workspace.responseHeaders.headers(for: job.version, encoding: job.encoding), body: body)
     }
 
     /// A scoring error: counted under the scene when it is known, else under "_invalid".
@@ -265,6 +262,26 @@ final class Scorer: Sendable {
 final class ScoringWorkspace {
     let forward = ForwardWorkspace()
     let arena = CanonicalArena()
+    let responseHeaders = ResponseHeaders()
+}
+
+/// A 200's header list, kept for the version and encoding that last answered: consecutive
+/// requests mostly share both, and then share one list instead of each building its own.
+final class ResponseHeaders {
+    /// Weak, so a cached list never keeps a replaced version alive (nor, once it is gone, can
+    /// another version at the same address be mistaken for it).
+    private weak var version: SceneVersion?
+    private var encoding = WireEncoding.binary
+    private var headers: [(name: String, value: String)] = []
+
+    func headers(for version: SceneVersion, encoding: WireEncoding) -> [(name: String, value: String)] {
+        if self.version === version && self.encoding == encoding { return headers }
+        headers = [("content-type", encoding.contentType),
+                   (WireCodec.headVersionHeaderName, WireCodec.headVersionHeader(version.head.spec.version))]
+        self.version = version
+        self.encoding = encoding
+        return headers
+    }
 }
 
 /// Bump allocation for plugin transforms' outputs: sized for a whole batch before any transform

@@ -46,7 +46,7 @@ public struct ScoreRequest: Sendable {
     /// context ids, context dense, then item ids and item dense (for JSON: each candidate in
     /// order, ids before dense). The first mismatch throws 422 `schema-mismatch`.
     public func check(against schema: WireSchema) throws(WireError) {
-        let expects = "scene '\(scene)' expects"
+        var expects: String { "scene '\(scene)' expects" }  // built only for a mismatch: requests that pass allocate nothing
         switch payload {
         case .binary(let layout):
             if layout.contextIDs != schema.contextIDs {

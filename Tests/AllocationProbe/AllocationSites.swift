@@ -63,7 +63,7 @@ enum AllocationSites {
     private static let ourModules = ["H2.", "Server.", "Scenes.", "Model.", "Wire.", "Kernels."]
     private static func isOurs(_ name: String) -> Bool { ourModules.contains { name.contains($0) } }
     private static func isRuntime(_ name: String) -> Bool {
-        name == "?" || name.hasPrefix("Swift.") || name.contains("swift_") || name.contains("malloc")
+        name.hasPrefix("?") || name.hasPrefix("Swift.") || name.contains("swift_") || name.contains("malloc")
             || name.contains("MallocInterposer") || name.hasPrefix("merged Swift.") || name.hasPrefix("generic specialization")
     }
 
@@ -71,7 +71,12 @@ enum AllocationSites {
     /// "?" for unknown frames.
     private static func symbolize(_ address: UnsafeMutableRawPointer) -> String {
         var info = Dl_info()
-        guard dladdr(address, &info) != 0, let symbol = info.dli_sname else { return "?" }
+        guard dladdr(address, &info) != 0 else { return "?" }
+        guard let symbol = info.dli_sname else {
+            // A stripped library (libssl, libnghttp2): its name, so the site still says whose it is.
+            guard let file = info.dli_fname else { return "?" }
+            return "?(" + (String(cString: file).split(separator: "/").last.map(String.init) ?? "") + ")"
+        }
         return demangle(String(cString: symbol))
     }
 

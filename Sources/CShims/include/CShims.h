@@ -7,6 +7,14 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 #include <openssl/bio.h>
+#include <nghttp2/nghttp2.h>
+
+/// A per-session nghttp2 allocator that recycles freed blocks by size class (nghttp2_pool.c).
+/// Delete it after the session that uses it (nghttp2_session_del frees through it).
+typedef struct scenescore_nghttp2_pool scenescore_nghttp2_pool;
+scenescore_nghttp2_pool *scenescore_nghttp2_pool_new(void);
+nghttp2_mem *scenescore_nghttp2_pool_mem(scenescore_nghttp2_pool *pool);
+void scenescore_nghttp2_pool_delete(scenescore_nghttp2_pool *pool);
 
 int scenescore_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version);
 long scenescore_SSL_CTX_set_mode(SSL_CTX *ctx, long mode);
@@ -15,7 +23,7 @@ long scenescore_SSL_CTX_set_session_cache_server(SSL_CTX *ctx);
 long scenescore_BIO_set_mem_eof_return(BIO *bio, int value);
 long scenescore_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
 int scenescore_TLS1_2_VERSION(void);
-long scenescore_SSL_MODE_release_buffers_and_partial_write(void);
+long scenescore_SSL_MODE_partial_write(void);
 
 /// glibc's malloc_trim(0) when the heap holds more than `free_bytes_threshold` free bytes:
 /// returns free heap pages to the OS (malloc.h is not a Swift module). Returns 1 if it trimmed.
