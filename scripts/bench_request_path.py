@@ -270,13 +270,19 @@ class Bench:
                 stop_process(proc)
         text = out_path.read_text(errors="replace")
         if proc.returncode != 0 or len(window) < 2:
-            raise fail(f"{cmd[0]} exited with {proc.returncode}:\n{text[-2000:]}{err_path.read_text(errors='replace')[-2000:]}")
+            tool = Path(cmd[3] if cmd[0] == "taskset" else cmd[0]).name
+            how = (f"was killed by {signal.Signals(-proc.returncode).name} (from outside this script)"
+                   if proc.returncode < 0 else f"exited with {proc.returncode}")
+            raise fail(f"{tool} {how}:\n{text[-2000:]}{err_path.read_text(errors='replace')[-2000:]}")
         (t0, server0, client0, cores0), (t1, server1, client1, cores1) = window
         usage = {"server_cores": None, "client_cores": None, "machine_cores": core_busy(cores0, cores1)}
         if None not in (server0, server1):
             usage["server_cores"] = (server1 - server0) / (t1 - t0)
         if None not in (client0, client1):
             usage["client_cores"] = (client1 - client0) / (t1 - t0)
+        if usage["server_cores"] is not None and usage["client_cores"] is not None:
+            busy = sum(c["busy"] or 0 for c in usage["machine_cores"].values())
+            usage["other_cores"] = max(0.0, busy - usage["server_cores"] - usage["client_cores"])
         return {"command": shown(cmd), "output": text, **usage}
 
     def h2load(self, server: Server, path: str, body: Path | None, cpus: str | None) -> dict:
@@ -408,7 +414,17 @@ class Bench:
         print(f"{machine['cores']} cores, {machine['cpu']}; load average before: {machine['load_average_before']}, "
               f"after: {machine['load_average_after']}. Medians over rounds; \"cores\" is a process's CPU seconds per "
               "second (utime + stime from /proc/PID/stat) over the measured window, \"core 0 / 1 busy\" each core's "
-              "non-idle fraction (/proc/stat) over the same window.")
+              "non-idle fraction (/proc/stat) over the same window, \"other cores\" the busy core-seconds per "
+              "second not charged to the server or the client.")
+        other = [run.get("other_cores") or 0 for part in ("bound", "scaling") if self.results[part]
+                 for r in self.results[part]["rounds"] for run in r["runs"].values()]
+        machine["max_other_cores"] = max(other, default=0)
+        if machine["max_other_cores"] >= 0.15:
+            print()
+            print(f"**Warning: something besides the server and the client kept up to "
+                  f"{machine['max_other_cores']:.2f} cores busy during the measured windows** (\"other cores\": "
+                  "other processes, and interrupt work not charged to either); those runs are not a quiet "
+                  "measurement.")
         if self.results["bound"]:
             self.report_bound()
         if self.results["scaling"]:
@@ -431,8 +447,9 @@ class Bench:
         print(f"### 1. `/v1/score` against the combined bound (serve --threads 1 on core {bound['server_cpus']}, "
               f"clients on core {bound['client_cpus']})")
         print()
-        print("| measurement | tool | median req/s | rounds req/s | server cores | client cores | core 0 / 1 busy |")
-        print("|---|---|---:|---|---:|---:|---|")
+        print("| measurement | tool | median req/s | rounds req/s | server cores | client cores | other cores "
+              "| core 0 / 1 busy |")
+        print("|---|---|---:|---|---:|---:|---:|---|")
         rows = [("transport", "transport only, `GET /healthz` (T)")]
         rows += [(f"h2load-{n}", f"`POST /v1/score`, {n} candidate{'s' if n > 1 else ''}") for n in CANDIDATES]
         rows += [(f"load-{n}", f"`POST /v1/score`, {n} candidate{'s' if n > 1 else ''}") for n in CANDIDATES]
@@ -441,7 +458,8 @@ class Bench:
             print(f"| {label} | {runs[0]['tool']} | {fmt(median(x['req_per_s'] for x in runs))} "
                   f"| {', '.join(fmt(x['req_per_s']) for x in runs)} "
                   f"| {fmt(median(x['server_cores'] for x in runs), 2)} "
-                  f"| {fmt(median(x['client_cores'] for x in runs), 2)} | {cores_column(runs)} |")
+                  f"| {fmt(median(x['client_cores'] for x in runs), 2)} "
+                  f"| {fmt(median(x.get('other_cores') for x in runs), 2)} | {cores_column(runs)} |")
         print()
         print("| candidates | f(N) µs/request (rounds) | T req/s | B(N) = 1/(1/T + f(N)) req/s | tool | measured req/s "
               "| measured / B(N) | rounds | target ≥ 0.9 |")
@@ -477,14 +495,15 @@ class Bench:
         print("### 2. `--threads 2` against `--threads 1` (1 candidate; servers and h2load unpinned, "
               f"servers' cpus: {scaling['server_cpus'][1]} / {scaling['server_cpus'][2]})")
         print()
-        print("| server | median req/s | rounds req/s | server cores | h2load cores | core 0 / 1 busy "
+        print("| server | median req/s | rounds req/s | server cores | h2load cores | other cores | core 0 / 1 busy "
               "| req/s per server CPU-second |")
-        print("|---|---:|---|---:|---:|---|---:|")
+        print("|---|---:|---|---:|---:|---:|---|---:|")
         for threads in (1, 2):
             runs = [r["runs"][threads] for r in rounds]
             print(f"| `--threads {threads}` | {fmt(m[f'req_per_s_threads_{threads}'])} "
                   f"| {', '.join(fmt(x['req_per_s']) for x in runs)} | {fmt(m[f'server_cores_threads_{threads}'], 2)} "
-                  f"| {fmt(m[f'client_cores_threads_{threads}'], 2)} | {cores_column(runs)} "
+                  f"| {fmt(m[f'client_cores_threads_{threads}'], 2)} "
+                  f"| {fmt(median(x.get('other_cores') for x in runs), 2)} | {cores_column(runs)} "
                   f"| {fmt(m[f'req_per_server_cpu_second_threads_{threads}'])} |")
         print()
         print(f"Measured here (server and h2load share the 2 cores): --threads 2 / --threads 1 = "

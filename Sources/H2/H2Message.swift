@@ -51,6 +51,10 @@ public protocol H2RequestHandler: Sendable {
     /// Starts a deferred request (`answersLater` was true); `body` is the request body's own copy.
     /// The stream stays open until `responder.complete` is called, from any thread.
     func respond(to head: H2RequestHead, body: [UInt8], responder: H2Responder)
+    /// A response body the transport has finished sending, handed back (on the connection's
+    /// event loop) so the application can encode a later response into its storage instead of
+    /// allocating. Default: dropped.
+    func recycle(responseBody: [UInt8])
 }
 
 /// Completes one deferred response. `complete` may be called from any thread, once; the response
@@ -88,6 +92,8 @@ extension H2RequestHandler {
     }
 
     public func answersLater(_ head: H2RequestHead) -> Bool { false }
+
+    public func recycle(responseBody: [UInt8]) {}
 
     public func respond(to head: H2RequestHead, body: [UInt8], responder: H2Responder) {
         responder.complete(body.withUnsafeBytes { respond(to: head, body: $0) })

@@ -266,7 +266,9 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
 
     fileprivate func streamClosed(streamID: Int32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
+        let sent = stream.response
         stream.response = []
+        if sent.capacity > 0 { handler.recycle(responseBody: sent) }
         if pool.count < 64 && !stream.queued { pool.append(stream) }
         if streams.isEmpty { idleSince = .now() }
         onStreamCountChange?(-1)
@@ -337,7 +339,11 @@ struct HeaderBlock {
         let start = bytes.count
         var v = decimal, digits = 0
         repeat { bytes.append(UInt8(truncatingIfNeeded: 0x30 + v % 10)); v /= 10; digits += 1 } while v > 0
-        bytes[start..<(start + digits)].reverse()
+        // Reversed in place through the buffer: reversing the slice `bytes[a..<b]` copies it.
+        bytes.withUnsafeMutableBufferPointer { all in
+            var digitsView = UnsafeMutableBufferPointer(rebasing: all[start..<(start + digits)])
+            digitsView.reverse()
+        }
         spans.append((n, start..<bytes.count))
     }
 

@@ -241,13 +241,16 @@ final class Scorer: Sendable {
                                                 detail: "scene '\(job.scene)' plugin '\(plugin.name)': \(error.message)"), scene: job.scene)
             }
         }
-        var body: [UInt8] = []  // the encoder reserves the exact size
+        var body = workspace.responseBodies.take()  // the encoder reserves the exact size
         WireCodec.encodeResponse(job.encoding, requestID: job.request.requestID, scene: job.scene,
                                  headVersion: head.spec.version, outputs: head.spec.outputs, scores: UnsafeBufferPointer(scores),
                                  candidates: n, into: &body)
         metrics.requestDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - job.start))
         return H2Response(status: 200, headers: workspace.responseHeaders.headers(for: job.version, encoding: job.encoding), body: body)
     }
+
+    /// A sent response's body, kept by this thread's workspace to encode a later one into.
+    func recycle(_ body: [UInt8]) { workspace.responseBodies.give(body) }
 
     /// A scoring error: counted under the scene when it is known, else under "_invalid".
     func countedProblem(_ error: WireError, scene: String = "_invalid") -> H2Response {
@@ -263,6 +266,27 @@ final class ScoringWorkspace {
     let forward = ForwardWorkspace()
     let arena = CanonicalArena()
     let responseHeaders = ResponseHeaders()
+    let responseBodies = ResponseBodies()
+}
+
+/// Response bodies the transport has sent, reused for the next responses on this thread, so
+/// encoding a response allocates only when it is larger than every body kept.
+final class ResponseBodies {
+    private var spare: [[UInt8]] = []
+    /// Enough for the streams one read usually completes; bodies over `largest` are dropped so
+    /// a rare huge response does not pin its memory.
+    static let kept = 8
+    static let largest = 1 << 20
+
+    func take() -> [UInt8] {
+        guard var body = spare.popLast() else { return [] }
+        body.removeAll(keepingCapacity: true)
+        return body
+    }
+
+    func give(_ body: [UInt8]) {
+        if spare.count < Self.kept && body.capacity <= Self.largest { spare.append(body) }
+    }
 }
 
 /// A 200's header list, kept for the version and encoding that last answered: consecutive

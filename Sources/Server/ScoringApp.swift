@@ -121,6 +121,8 @@ public final class ScoringApp: H2RequestHandler {
         return responses.map { $0! }
     }
 
+    public func recycle(responseBody: [UInt8]) { scorer.recycle(responseBody) }
+
     public func answersLater(_ head: H2RequestHead) -> Bool {
         batchQueue != nil && head.method == "POST" && Route(path: head.path) == .score
     }
