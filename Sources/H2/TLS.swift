@@ -41,6 +41,13 @@ public struct TLSServerConfiguration: Sendable {
 /// ephemeral key exchange only, no compression, no renegotiation, ALPN "h2". Shared by all
 /// connections; OpenSSL's SSL_CTX is thread-safe once configured.
 public final class TLSContext: @unchecked Sendable {
+    /// Gives OpenSSL an allocator that reuses small freed blocks per thread: OpenSSL 3.0
+    /// mallocs small structures for every TLS record, three to four per scored request. Must
+    /// run before OpenSSL's first allocation (first thing in `main`); false when that has
+    /// passed, and OpenSSL then keeps malloc.
+    @discardableResult
+    public static func useThreadCachingAllocator() -> Bool { scenescore_openssl_use_thread_cache() == 1 }
+
     let ctx: OpaquePointer
 
     /// RFC 9113 Appendix A bans every TLS 1.2 suite that is not ephemeral + AEAD.

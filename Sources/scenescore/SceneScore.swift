@@ -1,4 +1,5 @@
 import ArgumentParser
+import H2
 
 struct SceneScore: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,6 +12,7 @@ struct SceneScore: AsyncParsableCommand {
 struct Main {
     static func main() async {
         CPUFeatures.requireBuildISA()
+        TLSContext.useThreadCachingAllocator()  // before anything touches OpenSSL
         await SceneScore.main()
     }
 }

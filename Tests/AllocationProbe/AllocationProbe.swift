@@ -40,6 +40,7 @@ struct AllocationProbe: AsyncParsableCommand {
     @Flag(help: "Also report where the allocations come from (call stacks grouped by first SceneScore frame).") var sites = false
 
     func run() async throws {
+        let opensslCache = TLSContext.useThreadCachingAllocator()  // as the server's main does, first
         // Errors only: logging allocates, and the server logs nothing per request at this level.
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -90,7 +91,8 @@ struct AllocationProbe: AsyncParsableCommand {
         await group.triggerGracefulShutdown()
         try await served
         let counted = results.contains { ($0["allocations"] as? Int ?? 0) > 0 }
-        let report: [String: Any] = ["interposer_active": counted, "threads": threads, "results": results]
+        let report: [String: Any] = ["interposer_active": counted, "threads": threads, "results": results,
+                                     "openssl_thread_cache": opensslCache]
         let json = try JSONSerialization.data(withJSONObject: report, options: sites ? [.sortedKeys, .prettyPrinted] : [.sortedKeys])
         print(String(decoding: json, as: UTF8.self))
         if !counted {

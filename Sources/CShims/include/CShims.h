@@ -16,6 +16,10 @@ scenescore_nghttp2_pool *scenescore_nghttp2_pool_new(void);
 nghttp2_mem *scenescore_nghttp2_pool_mem(scenescore_nghttp2_pool *pool);
 void scenescore_nghttp2_pool_delete(scenescore_nghttp2_pool *pool);
 
+/// Gives OpenSSL an allocator that reuses small freed blocks per thread (openssl_allocator.c).
+/// Works only before OpenSSL's first allocation: call it first thing in main. 1 when installed.
+int scenescore_openssl_use_thread_cache(void);
+
 int scenescore_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version);
 long scenescore_SSL_CTX_set_mode(SSL_CTX *ctx, long mode);
 uint64_t scenescore_SSL_CTX_set_rfc9113_options(SSL_CTX *ctx);
