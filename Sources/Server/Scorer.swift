@@ -289,20 +289,20 @@ final class ResponseBodies {
     }
 }
 
-/// A 200's header list, kept for the version and encoding that last answered: consecutive
-/// requests mostly share both, and then share one list instead of each building its own.
+/// A 200's header list, kept for the head version and encoding that last answered: consecutive
+/// requests mostly share both, and then share one list instead of each building its own. Keyed
+/// by the version's name, not the object: a weak reference would give every `SceneVersion` a
+/// side table, and each retain and release of it would take the runtime's slow path.
 final class ResponseHeaders {
-    /// Weak, so a cached list never keeps a replaced version alive (nor, once it is gone, can
-    /// another version at the same address be mistaken for it).
-    private weak var version: SceneVersion?
+    private var version = ""
     private var encoding = WireEncoding.binary
     private var headers: [(name: String, value: String)] = []
 
     func headers(for version: SceneVersion, encoding: WireEncoding) -> [(name: String, value: String)] {
-        if self.version === version && self.encoding == encoding { return headers }
-        headers = [("content-type", encoding.contentType),
-                   (WireCodec.headVersionHeaderName, WireCodec.headVersionHeader(version.head.spec.version))]
-        self.version = version
+        let name = version.head.spec.version
+        if !headers.isEmpty && encoding == self.encoding && name == self.version { return headers }
+        headers = [("content-type", encoding.contentType), (WireCodec.headVersionHeaderName, WireCodec.headVersionHeader(name))]
+        self.version = name
         self.encoding = encoding
         return headers
     }
