@@ -6,9 +6,9 @@ public final class Backbone: Sendable {
     public let spec: BackboneSpec
     /// `scenescore.sha256` of the file it was loaded from.
     public let contentHash: String
-    /// Per field, in spec order (context fields then item fields): vocab × dim, row-major.
-    let contextTables: [[Float]]
-    let itemTables: [[Float]]
+    /// The embedding tables of the context fields and of the item fields, in spec order.
+    let contextTables: EmbeddingTables
+    let itemTables: EmbeddingTables
     /// Layer 0 split in its context columns (with layer 0's bias) and its item columns, so the
     /// context part is computed once per request (M = 1) and added to every candidate.
     let layer0Context: PackedWeights?
@@ -33,8 +33,8 @@ public final class Backbone: Sendable {
             expected.insert("embedding.\(f.name)")
             return try file.floats("embedding.\(f.name)", shape: [f.vocab, f.dim])
         }
-        contextTables = try spec.contextFields.map(table)
-        itemTables = try spec.itemFields.map(table)
+        contextTables = EmbeddingTables(try spec.contextFields.map(table), specs: spec.contextFields)
+        itemTables = EmbeddingTables(try spec.itemFields.map(table), specs: spec.itemFields)
         var inWidth = spec.contextWidth + spec.itemWidth
         var packed: [PackedWeights] = []
         var l0Context: PackedWeights?
@@ -89,7 +89,7 @@ public final class Backbone: Sendable {
 
     /// Bytes of weights held in memory.
     public var byteCount: Int {
-        (contextTables + itemTables).reduce(0) { $0 + $1.count * 4 }
+        (contextTables.count + itemTables.count) * 4
             + ([layer0Item] + (layer0Context.map { [$0] } ?? []) + layers).reduce(0) { $0 + $1.byteCount }
             + (towers.map { $0.user.byteCount + $0.item.byteCount } ?? 0)
     }

@@ -168,14 +168,11 @@ public enum Forward {
         if let l0c = backbone.layer0Context {
             let cw = spec.contextWidth
             let ctx = ws.buffer(1, count: requests * cw)
+            let tables = backbone.contextTables, contextDense = spec.contextDense
             for (r, input) in inputs.enumerated() {
-                var col = r * cw
-                for (f, field) in spec.contextFields.enumerated() {
-                    let id = UInt32(littleEndian: input.contextIDs.loadUnaligned(fromByteOffset: 4 * f, as: UInt32.self))
-                    gatherRow(backbone.contextTables[f], field: field, id: id, into: ctx + col)
-                    col += field.dim
-                }
-                copyFloats(input.contextDense, count: spec.contextDense, into: ctx + col)
+                precondition(input.contextIDs.count >= 4 * tables.fieldCount, "score: context ids shorter than the schema")
+                if tables.fieldCount > 0 { tables.gather(ids: input.contextIDs.baseAddress!, into: ctx + r * cw) }
+                copyFloats(input.contextDense, count: contextDense, into: ctx + r * cw + tables.width)
             }
             GEMM.multiply(ctx, rows: requests, stride: cw, by: l0c, activation: .identity, into: c0, stride: h0)
             // The user tower reads the same context part: u[r] = W_u · context[r] + b_u.
@@ -188,17 +185,18 @@ public enum Forward {
         // each candidate's row of c0 is laid out as the GEMM's addend.
         let iw = spec.itemWidth
         let x = ws.buffer(1, count: n * iw)
+        let tables = backbone.itemTables, itemDense = spec.itemDense
+        let idBytes = 4 * tables.fieldCount, denseBytes = 4 * itemDense
         var base = 0
         for input in inputs {
+            precondition(input.itemIDs.count >= input.candidates * idBytes && input.itemDense.count >= input.candidates * denseBytes,
+                         "score: item sections shorter than the schema")
             for c in 0..<input.candidates {
                 let row = x + (base + c) * iw
-                var col = 0
-                for (f, field) in spec.itemFields.enumerated() {
-                    let id = UInt32(littleEndian: input.itemIDs.loadUnaligned(fromByteOffset: 4 * (c * spec.itemFields.count + f), as: UInt32.self))
-                    gatherRow(backbone.itemTables[f], field: field, id: id, into: row + col)
-                    col += field.dim
+                if idBytes > 0 { tables.gather(ids: input.itemIDs.baseAddress! + c * idBytes, into: row) }
+                if denseBytes > 0 {
+                    UnsafeMutableRawPointer(row + tables.width).copyMemory(from: input.itemDense.baseAddress! + c * denseBytes, byteCount: denseBytes)
                 }
-                copyFloats(UnsafeRawBufferPointer(rebasing: input.itemDense[(4 * c * spec.itemDense)...]), count: spec.itemDense, into: row + col)
             }
             base += input.candidates
         }
@@ -284,14 +282,6 @@ public enum Forward {
             currentWidth = layer.n
         }
         return (current, currentWidth)
-    }
-
-    @inline(__always)
-    static func gatherRow(_ table: [Float], field: FieldSpec, id: UInt32, into dst: UnsafeMutablePointer<Float>) {
-        let row = Int(fmix32(id) % UInt32(field.vocab))
-        table.withUnsafeBufferPointer { t in
-            (dst).update(from: t.baseAddress! + row * field.dim, count: field.dim)
-        }
     }
 
     @inline(__always)
