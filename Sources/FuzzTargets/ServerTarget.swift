@@ -221,7 +221,12 @@ private final class RecordingHandler: H2RequestHandler {
     }
 
     func precheck(_ head: H2RequestHead) -> H2Response? {
-        let early = app.precheck(head)
+        var head = head
+        return precheck(tagging: &head)
+    }
+
+    func precheck(tagging head: inout H2RequestHead) -> H2Response? {
+        let early = app.precheck(tagging: &head)
         if let early { record(head, [], early) }
         return early
     }

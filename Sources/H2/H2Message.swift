@@ -13,6 +13,9 @@ public struct H2RequestHead: Sendable {
     /// `x-…` headers, in order (none on the scoring path's usual requests).
     public var extensionHeaders: [(name: String, value: String)] = []
     public var streamID: Int32 = 0
+    /// What the application's `precheck(tagging:)` learned about the request (e.g. its parsed
+    /// route), handed back with the head to `respond`; 0 when it noted nothing.
+    public var tag: UInt16 = 0
 
     public init() {}
 }
@@ -37,6 +40,10 @@ public protocol H2RequestHandler: Sendable {
     /// without reading the body (unknown path, wrong method or type, declared body too large);
     /// nil to read the body.
     func precheck(_ head: H2RequestHead) -> H2Response?
+    /// `precheck`, free to note in `head.tag` what it worked out (route, content type) so that
+    /// answering the request does not work it out again. The transport calls this one; the
+    /// default is `precheck`.
+    func precheck(tagging head: inout H2RequestHead) -> H2Response?
     /// Called with the complete body (valid only during the call).
     func respond(to head: H2RequestHead, body: UnsafeRawBufferPointer) -> H2Response
     /// The response for a body that exceeded `H2Limits.maxBodyBytes` while streaming in.
@@ -92,6 +99,8 @@ extension H2RequestHandler {
     }
 
     public func answersLater(_ head: H2RequestHead) -> Bool { false }
+
+    public func precheck(tagging head: inout H2RequestHead) -> H2Response? { precheck(head) }
 
     public func recycle(responseBody: [UInt8]) {}
 

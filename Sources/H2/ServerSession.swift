@@ -241,7 +241,7 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
         guard type == UInt8(NGHTTP2_HEADERS.rawValue) || type == UInt8(NGHTTP2_DATA.rawValue),
               let stream = streams[streamID] else { return 0 }  // may arrive after close
         if type == UInt8(NGHTTP2_HEADERS.rawValue), !stream.responded {
-            if let early = handler.precheck(stream.head) {
+            if let early = handler.precheck(tagging: &stream.head) {
                 stream.requestComplete = true
                 return submit(early, on: stream)
             }

@@ -1,7 +1,8 @@
 import H2
+import Wire
 
-/// The serving listener's routes. Parsed once per request: `precheck` stores nothing, so each
-/// entry point parses the path itself, which costs one switch on a short string.
+/// The serving listener's routes. Parsed once per request, in `precheck`, which keeps the
+/// result in the request's tag (`RequestTag`).
 enum Route: Equatable {
     case score, scenes, live, readyz, metrics, modelReady(String)
 
@@ -24,5 +25,53 @@ enum Route: Equatable {
 
     func allows(_ method: String) -> Bool {
         self == .score ? method == "POST" : (method == "GET" || method == "HEAD")
+    }
+}
+
+/// What `precheck` worked out about a request, carried in `H2RequestHead.tag` to `respond` so
+/// neither the path nor the content type is parsed twice: the route in the low byte (0: not
+/// noted, e.g. a model-ready path, whose scene name does not fit), the scoring encoding in the
+/// next.
+struct RequestTag {
+    let raw: UInt16
+
+    init(_ raw: UInt16) { self.raw = raw }
+
+    init(route: Route, encoding: WireEncoding? = nil) {
+        let routeCode: UInt16
+        switch route {
+        case .score: routeCode = 1
+        case .scenes: routeCode = 2
+        case .live: routeCode = 3
+        case .readyz: routeCode = 4
+        case .metrics: routeCode = 5
+        case .modelReady: routeCode = 0
+        }
+        let encodingCode: UInt16
+        switch encoding {
+        case .binary?: encodingCode = 1
+        case .json?: encodingCode = 2
+        case nil: encodingCode = 0
+        }
+        raw = routeCode | encodingCode << 8
+    }
+
+    var route: Route? {
+        switch raw & 0xFF {
+        case 1: return .score
+        case 2: return .scenes
+        case 3: return .live
+        case 4: return .readyz
+        case 5: return .metrics
+        default: return nil
+        }
+    }
+
+    var encoding: WireEncoding? {
+        switch raw >> 8 {
+        case 1: return .binary
+        case 2: return .json
+        default: return nil
+        }
     }
 }

@@ -56,7 +56,7 @@ final class Scorer: Sendable {
     /// Decodes and validates one request (WIRE.md §5 order) against `snapshot`.
     func prepare(_ head: H2RequestHead, body: UnsafeRawBufferPointer, snapshot: SceneSnapshot?, ready: Bool) -> Prepared {
         let start = DispatchTime.now().uptimeNanoseconds
-        guard let encoding = head.contentType.flatMap(WireEncoding.init(contentType:)) else {
+        guard let encoding = RequestTag(head.tag).encoding ?? head.contentType.flatMap(WireEncoding.init(contentType:)) else {
             return .answered(countedProblem(.unsupportedMediaType(head.contentType)))
         }
         guard let snapshot, ready else { return .answered(Responses.notReady()) }
@@ -98,9 +98,7 @@ final class Scorer: Sendable {
                 return nil
             }
             if let failure { return failure }
-            metrics.inferenceDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - inferenceStart))
-            metrics.candidatesScored.increment(by: n)
-            metrics.batchRequests.record(1)
+            metrics.recordForwardPass(nanoseconds: DispatchTime.now().uptimeNanoseconds - inferenceStart, candidates: n, requests: 1)
             let response = finish(job, scores: scores)
             if response.status == 200 { metrics.countRequest(scene: job.scene, status: 200) }
             return response
@@ -177,9 +175,8 @@ final class Scorer: Sendable {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: max(total, 1)) { scores in
             let inferenceStart = DispatchTime.now().uptimeNanoseconds
             Forward.score(batch: inputs, runs: runs, backbone: backbone, workspace: workspace.forward, into: scores)
-            metrics.inferenceDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - inferenceStart))
-            metrics.candidatesScored.increment(by: candidates)
-            metrics.batchRequests.record(scored.count)
+            metrics.recordForwardPass(nanoseconds: DispatchTime.now().uptimeNanoseconds - inferenceStart, candidates: candidates,
+                                      requests: scored.count)
             var offset = 0, run = (scene: "", ok: 0)
             for m in scored {
                 let count = m.job.request.candidates * m.job.outputs
@@ -245,7 +242,7 @@ final class Scorer: Sendable {
         WireCodec.encodeResponse(job.encoding, requestID: job.request.requestID, scene: job.scene,
                                  headVersion: head.spec.version, outputs: head.spec.outputs, scores: UnsafeBufferPointer(scores),
                                  candidates: n, into: &body)
-        metrics.requestDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - job.start))
+        metrics.recordRequest(nanoseconds: DispatchTime.now().uptimeNanoseconds - job.start)
         return H2Response(status: 200, headers: workspace.responseHeaders.headers(for: job.version, encoding: job.encoding), body: body)
     }
 

@@ -3,6 +3,7 @@ import H2
 import Logging
 import NIOConcurrencyHelpers
 import Scenes
+import Synchronization
 import Wire
 
 /// The serving listener (Proto/WIRE.md §1, DESIGN.md "Serving"): routes, readiness and the ops
@@ -12,8 +13,9 @@ public final class ScoringApp: H2RequestHandler {
     private let maxBodyBytes: Int
     private let metrics: ServerMetrics
     private let scorer: Scorer
-    private let ready = NIOLockedValueBox(false)
-    private let draining = NIOLockedValueBox(false)
+    /// Read by every request on every event loop: atomics, not locks.
+    private let ready = AtomicFlag()
+    private let draining = AtomicFlag()
     private let renderMetrics: @Sendable () -> [UInt8]
     /// Cross-connection batching; nil when the queue delay is 0 (the default).
     private let batchQueue: BatchQueue?
@@ -30,7 +32,7 @@ public final class ScoringApp: H2RequestHandler {
         let ready = self.ready
         self.batchQueue = maxQueueDelayMicroseconds > 0
             ? BatchQueue(delay: .microseconds(Int64(maxQueueDelayMicroseconds)), scorer: scorer,
-                         isReady: { ready.withLockedValue { $0 } && registry.snapshot != nil })
+                         isReady: { ready.isSet && registry.snapshot != nil })
             : nil
     }
 
@@ -40,25 +42,34 @@ public final class ScoringApp: H2RequestHandler {
         if value, let snapshot = registry.snapshot {
             for scene in snapshot.sortedSceneNames { metrics.countRequest(scene: scene, status: 200, count: 0) }
         }
-        ready.withLockedValue { $0 = value }
+        ready.set(value)
     }
     /// Shutdown has begun: /readyz turns 503 so balancers stop sending, while requests that
     /// still arrive (in-flight streams, stragglers before GOAWAY lands) are scored as usual.
-    public func setDraining() { draining.withLockedValue { $0 = true } }
-    private var isReady: Bool { ready.withLockedValue { $0 } && registry.snapshot != nil }
-    private var isDraining: Bool { draining.withLockedValue { $0 } }
+    public func setDraining() { draining.set(true) }
+    private var isReady: Bool { ready.isSet && registry.snapshot != nil }
+    private var isDraining: Bool { draining.isSet }
 
     public func precheck(_ head: H2RequestHead) -> H2Response? {
+        var head = head
+        return precheck(tagging: &head)
+    }
+
+    /// Routes the request and, for scoring, reads its content type, once: both go in `head.tag`
+    /// (`RequestTag`) for `respond`.
+    public func precheck(tagging head: inout H2RequestHead) -> H2Response? {
         guard let route = Route(path: head.path) else { return Responses.problem(.notFound(path: head.path)) }
+        head.tag = RequestTag(route: route).raw
         guard route.allows(head.method) else {
             var r = Responses.problem(.methodNotAllowed(method: head.method, path: head.path, allowed: route.allowed))
             r.headers.append(("allow", route.allowed))
             return r
         }
         guard route == .score else { return nil }
-        guard let type = head.contentType, WireEncoding(contentType: type) != nil else {
+        guard let encoding = head.contentType.flatMap(WireEncoding.init(contentType:)) else {
             return scorer.countedProblem(.unsupportedMediaType(head.contentType))
         }
+        head.tag = RequestTag(route: route, encoding: encoding).raw
         guard isReady else { return Responses.notReady() }
         if let length = head.contentLength, length > maxBodyBytes {
             return scorer.countedProblem(.bodyTooLarge(limit: maxBodyBytes))
@@ -71,7 +82,7 @@ public final class ScoringApp: H2RequestHandler {
     }
 
     public func respond(to head: H2RequestHead, body: UnsafeRawBufferPointer) -> H2Response {
-        guard let route = Route(path: head.path) else { return Responses.problem(.notFound(path: head.path)) }
+        guard let route = RequestTag(head.tag).route ?? Route(path: head.path) else { return Responses.problem(.notFound(path: head.path)) }
         return respond(route, head, body: body)
     }
 
@@ -92,6 +103,7 @@ public final class ScoringApp: H2RequestHandler {
         case .readyz:
             response = isReady && !isDraining ? H2Response(status: 200, headers: Responses.jsonHeaders, body: Self.readyBody) : Responses.notReady()
         case .metrics:
+            metrics.flush()  // every thread's pending records, so the scrape sees every request answered before it
             response = H2Response(status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")], body: renderMetrics())
         case .modelReady(let scene):
             if !isReady {
@@ -114,7 +126,10 @@ public final class ScoringApp: H2RequestHandler {
         var responses = [H2Response?](repeating: nil, count: requests.count)
         var scoring: [(index: Int, head: H2RequestHead, body: UnsafeRawBufferPointer)] = []
         for (i, r) in requests.enumerated() {
-            guard let route = Route(path: r.head.path) else { responses[i] = Responses.problem(.notFound(path: r.head.path)); continue }
+            guard let route = RequestTag(r.head.tag).route ?? Route(path: r.head.path) else {
+                responses[i] = Responses.problem(.notFound(path: r.head.path))
+                continue
+            }
             if route == .score && r.head.method == "POST" { scoring.append((i, r.head, r.body)) } else { responses[i] = respond(route, r.head, body: r.body) }
         }
         if !scoring.isEmpty { scorer.score(scoring, bodies: requests.map(\.body), ready: isReady, into: &responses) }
@@ -124,7 +139,7 @@ public final class ScoringApp: H2RequestHandler {
     public func recycle(responseBody: [UInt8]) { scorer.recycle(responseBody) }
 
     public func answersLater(_ head: H2RequestHead) -> Bool {
-        batchQueue != nil && head.method == "POST" && Route(path: head.path) == .score
+        batchQueue != nil && head.method == "POST" && (RequestTag(head.tag).route ?? Route(path: head.path)) == .score
     }
 
     public func respond(to head: H2RequestHead, body: [UInt8], responder: H2Responder) {
@@ -135,4 +150,11 @@ public final class ScoringApp: H2RequestHandler {
     // Probes run every few seconds from every balancer: their bodies are constants.
     private static let liveBody = Array(#"{"status":"live"}"#.utf8)
     private static let readyBody = Array(#"{"status":"ready"}"#.utf8)
+}
+
+/// A Bool that any thread reads and writes without a lock.
+final class AtomicFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .acquiring) }
+    func set(_ newValue: Bool) { value.store(newValue, ordering: .releasing) }
 }
