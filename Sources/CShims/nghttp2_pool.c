@@ -7,7 +7,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { kClasses = 8, kSmallest = 32, kCachedBytesPerClass = 8 * 1024, kLarge = kClasses };
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SCENESCORE_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SCENESCORE_SANITIZED 1
+#endif
+
+// Under a sanitizer nothing is cached: every free reaches the sanitizer's allocator, which
+// then still sees a use after free inside nghttp2.
+#ifdef SCENESCORE_SANITIZED
+enum { kCachedBytesPerClass = 0 };
+#else
+enum { kCachedBytesPerClass = 8 * 1024 };
+#endif
+enum { kClasses = 8, kSmallest = 32, kLarge = kClasses };
 
 typedef struct Block {
     size_t sizeClass;  // 0..kClasses-1, or kLarge for a plain malloc block

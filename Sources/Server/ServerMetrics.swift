@@ -18,7 +18,7 @@ final class ServerMetrics: Sendable {
     fileprivate struct RequestKey: Hashable { let scene: String; let status: Int }
     /// Handles are created once and cached: creating one goes through the factory's lock.
     private let requestCounters = NIOLockedValueBox<[RequestKey: Counter]>([:])
-    nonisolated(unsafe) private let threadShard = ThreadSpecificVariable<MetricShard>()
+    private let threadShard = ThreadSpecificVariable<MetricShard>()
     private let shards = NIOLockedValueBox<[MetricShard]>([])
 
     private var shard: MetricShard {
