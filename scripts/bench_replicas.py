@@ -52,6 +52,7 @@ for extra in (REPO / "Proto" / "python", REPO / "Tests" / "e2e", REPO / "Tests" 
 import cluster  # noqa: E402
 import heads  # noqa: E402
 from h2util import H2Conn, free_ports, make_certs, read_model, score_body, wire  # noqa: E402
+from procfs import allowed_cpus  # noqa: E402
 from report import parse_log, parse_stdout, percentile  # noqa: E402
 from scenescore_client.admin import AdminClient  # noqa: E402
 
@@ -62,16 +63,6 @@ SCENE = "bench"
 
 def log(message: str) -> None:
     print(f"bench-replicas: {message}", file=sys.stderr, flush=True)
-
-
-def cpus_of(pid: int) -> str:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Cpus_allowed_list:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "?"
 
 
 class Replica:
@@ -322,7 +313,7 @@ class Bench:
         self.placement.append(
             "throughput: " + _grouped([(f"replica {k + 1}", r.proc.pid) for k, r in enumerate(reps[:2])]
                                       + [("HAProxy", self.haproxy.proc.pid)])
-            + "; h2load: " + ("cpu 1 (taskset -c 1)" if a.pin else f"cpus {cpus_of(os.getpid())} (unpinned)")
+            + "; h2load: " + ("cpu 1 (taskset -c 1)" if a.pin else f"cpus {allowed_cpus(os.getpid())} (unpinned)")
             + "; PostgreSQL idle (no registry traffic while scoring)")
         summary = {}
         for name, rs in runs.items():
@@ -401,7 +392,7 @@ def _grouped(processes: list[tuple[str, int]]) -> str:
     """"replica 1, replica 2: cpus 0-1; HAProxy: cpus 1" from (name, pid) pairs."""
     groups: dict[str, list[str]] = {}
     for name, pid in processes:
-        groups.setdefault(cpus_of(pid), []).append(name)
+        groups.setdefault(allowed_cpus(pid), []).append(name)
     return "; ".join(f"{', '.join(names)}: cpus {cpus}" for cpus, names in groups.items())
 
 

@@ -46,6 +46,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts" / "bench"))
 
+from procfs import allowed_cpus  # noqa: E402
 from report import parse_stdout  # noqa: E402  (h2load's summary lines)
 
 BINARY = Path(os.environ.get("SCENESCORE_BIN", REPO / ".build" / "release" / "scenescore"))
@@ -114,16 +115,6 @@ def core_busy(before: dict, after: dict) -> dict[str, dict[str, float]]:
         busy, steal, total = (a - b for a, b in zip(after[core], before[core]))
         out[core] = {"busy": busy / total if total else None, "steal": steal / total if total else None}
     return out
-
-
-def allowed_cpus(pid: int) -> str:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Cpus_allowed_list:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "?"
 
 
 def stop_process(proc: subprocess.Popen) -> None:
