@@ -44,8 +44,8 @@ final class H2ConnectionHandler: ChannelDuplexHandler {
     private var timer: RepeatedTask?
     private var handshakeDeadline: NIODeadline
     private var streamsOpen = 0
-    /// The newest write; closing waits for it so a final GOAWAY is not cut off.
-    /// Whether anything was written: a lingering close waits for the writes before it.
+    /// Whether anything was written: a lingering close waits for the writes before it, so a
+    /// final GOAWAY is not cut off.
     private var wroteAny = false
     /// The ciphertext buffer, reused: once NIO has written it out this handler holds the only
     /// reference again, so the next flush writes into the same storage without allocating.

@@ -1,7 +1,6 @@
 import Foundation
 import H2
 import Logging
-import NIOConcurrencyHelpers
 import Scenes
 import Synchronization
 import Wire
