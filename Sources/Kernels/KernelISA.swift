@@ -29,11 +29,17 @@ public enum KernelISA: String, Sendable, CaseIterable {
         return (asked, "SCENESCORE_KERNEL_ISA=\(raw)")
     }()
 
+    /// What "AVX-512" means here, by name and `scenescore_cpu_features` bit: the AVX-512 loop's
+    /// needs, and a whole build's when it targets an AVX-512 CPU (the start-up check).
+    public static let avx512Features: [(name: String, bit: UInt32)] = [
+        ("avx512f", UInt32(SCENESCORE_CPU_AVX512F)), ("avx512bw", UInt32(SCENESCORE_CPU_AVX512BW)),
+        ("avx512vl", UInt32(SCENESCORE_CPU_AVX512VL)), ("avx512dq", UInt32(SCENESCORE_CPU_AVX512DQ)),
+    ]
+
     /// The ISAs this CPU (and its OS) can run. AVX2 is the build's baseline: the binary checks
     /// for it at start-up.
     public static let supported: Set<KernelISA> = {
-        let avx512: UInt32 = UInt32(SCENESCORE_CPU_AVX512F) | UInt32(SCENESCORE_CPU_AVX512BW)
-            | UInt32(SCENESCORE_CPU_AVX512DQ) | UInt32(SCENESCORE_CPU_AVX512VL)
+        let avx512 = avx512Features.reduce(UInt32(0)) { $0 | $1.bit }
         #if arch(x86_64)
         return scenescore_cpu_features() & avx512 == avx512 ? [.avx2, .avx512] : [.avx2]
         #else

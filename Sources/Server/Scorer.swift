@@ -99,7 +99,7 @@ final class Scorer: Sendable {
             }
             if let failure { return failure }
             metrics.recordForwardPass(nanoseconds: DispatchTime.now().uptimeNanoseconds - inferenceStart, candidates: n, requests: 1)
-            let response = finish(job, scores: scores)
+            let response = finish(job, scores: scores, workspace: workspace)
             if response.status == 200 { metrics.countRequest(scene: job.scene, status: 200) }
             return response
         }
@@ -180,7 +180,7 @@ final class Scorer: Sendable {
             var offset = 0, run = (scene: "", ok: 0)
             for m in scored {
                 let count = m.job.request.candidates * m.job.outputs
-                let response = finish(m.job, scores: UnsafeMutableBufferPointer(rebasing: scores[offset..<(offset + count)]))
+                let response = finish(m.job, scores: UnsafeMutableBufferPointer(rebasing: scores[offset..<(offset + count)]), workspace: workspace)
                 responses[m.index] = response
                 offset += count
                 // Requests are ordered by version, so one scene's are consecutive: one count each.
@@ -220,7 +220,7 @@ final class Scorer: Sendable {
 
     /// Post-processes (plugin), encodes a job's scores and records its latency; the caller counts
     /// the 200s (a failing plugin's problem is counted here).
-    private func finish(_ job: Job, scores: UnsafeMutableBufferPointer<Float>) -> H2Response {
+    private func finish(_ job: Job, scores: UnsafeMutableBufferPointer<Float>, workspace: ScoringWorkspace) -> H2Response {
         let head = job.version.head
         let n = job.request.candidates
         // Finite but huge dense values can overflow the forward pass (inf − inf is NaN). That is

@@ -1,4 +1,5 @@
 internal import CCPUFeatures
+import Kernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,8 +25,7 @@ enum CPUFeatures {
                  ("bmi2", UInt32(SCENESCORE_CPU_BMI2)), ("f16c", UInt32(SCENESCORE_CPU_F16C))]
         #endif
         #if SCENESCORE_AVX512 && arch(x86_64)
-        need += [("avx512f", UInt32(SCENESCORE_CPU_AVX512F)), ("avx512bw", UInt32(SCENESCORE_CPU_AVX512BW)),
-                 ("avx512vl", UInt32(SCENESCORE_CPU_AVX512VL)), ("avx512dq", UInt32(SCENESCORE_CPU_AVX512DQ))]
+        need += KernelISA.avx512Features.map { ($0.name, $0.bit) }
         #endif
         return need
     }
