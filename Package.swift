@@ -17,6 +17,10 @@ let vectorISA: [SwiftSetting] = [
     .define("SCENESCORE_AVX2", .when(platforms: [.linux])),
 ] + (avx512CPUs.contains(targetCPU) ? [.define("SCENESCORE_AVX512", .when(platforms: [.linux]))] : [])
 
+// libFuzzer without its main (the toolchain's libclang_rt.fuzzer_no_main archive), linked into
+// the fuzz executable when scripts/fuzz.sh and scripts/sanitizers.sh set it.
+let libFuzzer = ProcessInfo.processInfo.environment["SCENESCORE_LIBFUZZER"]
+
 // Scene plugins (C ABI): swiftc links the Swift runtime's image registration (swiftrt.o) into
 // every library it links, C ones too, and an image registered with the Swift runtime must never
 // be unmapped. -nostartfiles leaves it out, so a C plugin is a plain C library that dlclose()
@@ -158,8 +162,10 @@ let package = Package(
         // Fuzzing: one entry function per input boundary (FuzzTargets, a library so the
         // regression tests replay the committed inputs through exactly what the fuzzer runs) and
         // one executable for all of them, so a fuzz build links once. scripts/fuzz.sh builds it
-        // with libFuzzer and AddressSanitizer and -DSCENESCORE_FUZZING (libFuzzer's main); an
-        // ordinary build gives it a main that replays files. The plugin targets load
+        // in the AddressSanitizer build with coverage instrumentation and SCENESCORE_LIBFUZZER
+        // set: only this executable links libFuzzer (without libFuzzer's main, which would clash
+        // with every other executable's), so one instrumented build serves the ASan tests and
+        // fuzzing. An ordinary build gives it a main that replays files. The plugin targets load
         // the bundled plugin products with dlopen, from beside the executable.
         .target(name: "FuzzTargets", dependencies: [
             "Wire", "Model", "Training", "H2", "Scenes", "Server", "CNGHTTP2",
@@ -168,7 +174,9 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/FuzzTargets"),
-        .executableTarget(name: "scenescore-fuzz", dependencies: ["FuzzTargets"], path: "Sources/scenescore-fuzz"),
+        .executableTarget(name: "scenescore-fuzz", dependencies: ["FuzzTargets", "CShims"], path: "Sources/scenescore-fuzz",
+                          swiftSettings: libFuzzer == nil ? [] : [.define("SCENESCORE_FUZZING")],
+                          linkerSettings: libFuzzer.map { [.unsafeFlags(["-Xlinker", $0]), .linkedLibrary("stdc++")] } ?? []),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets"], path: "Tests/FuzzRegressionTests"),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], path: "Tests/KernelsTests",

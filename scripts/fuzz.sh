@@ -2,7 +2,7 @@
 # Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of SceneScore's input boundaries.
 #
 #   scripts/fuzz.sh TARGET [SECONDS]          fuzz one target (default 60 s)
-#   scripts/fuzz.sh --all SECONDS             every target in turn, SECONDS each (CI: 30)
+#   scripts/fuzz.sh --all SECONDS             every target in turn, SECONDS each (CI: 10)
 #   scripts/fuzz.sh --minimize TARGET FILE    minimise a crashing input into Tests/Fuzz/regressions/TARGET/
 #   scripts/fuzz.sh --list                    the targets
 #   scripts/fuzz.sh --build                   only build the fuzz binary and its plugins
@@ -12,19 +12,21 @@
 # working corpus var/fuzz/TARGET (kept between runs; new inputs go there), with the dictionary
 # Tests/Fuzz/dict/TARGET.dict. A crash, leak, timeout or failed invariant is written to
 # var/fuzz/artifacts/TARGET/ and fails the run (exit 1). Reproduce one with
-#   SCENESCORE_FUZZ_TARGET=TARGET .build-fuzz/release/scenescore-fuzz FILE    (or, without
+#   SCENESCORE_FUZZ_TARGET=TARGET .build-asan/debug/scenescore-fuzz FILE    (or, without
 #   sanitizers: swift build --product scenescore-fuzz && .build/debug/scenescore-fuzz TARGET FILE)
 # then minimise it (--minimize), fix the cause, and commit the minimised input: `swift test`
 # replays Tests/Fuzz/regressions (Tests/FuzzRegressionTests).
 #
-# The fuzz binary and the bundled plugins it loads are built in .build-fuzz (release,
-# -sanitize=fuzzer,address): a first build takes several minutes, later ones only what changed.
+# The fuzz binary and the bundled plugins it loads are built by scripts/sanitizers.sh's
+# AddressSanitizer build (.build-asan, debug, with coverage instrumentation and libFuzzer linked
+# into scenescore-fuzz only), the same build the ASan tests run: a first build takes a few
+# minutes, later ones only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 targets=(wire-binary wire-json safetensors npy h2-server plugins admin)
-scratch=.build-fuzz
-bin="$scratch/release/scenescore-fuzz"
+scratch=.build-asan
+bin="$scratch/debug/scenescore-fuzz"
 # Swift's backtracer would spend ~30 s symbolicating every crash; libFuzzer and ASan report it.
 export SWIFT_BACKTRACE=enable=no
 
@@ -43,18 +45,8 @@ timeout_for() { case "$1" in h2-server|admin) echo 30 ;; *) echo 10 ;; esac; }
 
 build() {
     local start=$SECONDS
-    # Not `--sanitize fuzzer --sanitize address`: swiftc honours only the last -sanitize= flag,
-    # and SwiftPM orders its sanitizers differently from one run to the next, so every build
-    # recompiled everything and dropped either the coverage or the AddressSanitizer
-    # instrumentation. SwiftPM's fuzzer mode (libFuzzer's main, no entry-point renaming) plus one
-    # combined flag for Swift, and ASan added for C (clang accumulates -fsanitize), is stable.
-    local flags=(-c release --scratch-path "$scratch" --sanitize fuzzer -Xswiftc -sanitize=fuzzer,address
-                 -Xcc -fsanitize=address -Xswiftc -DSCENESCORE_FUZZING)
-    echo "== building the fuzz binary and the plugins it loads ($scratch)" >&2
-    swift build "${flags[@]}" --product scenescore-fuzz >&2
-    for plugin in ApparelPlugin ElectronicsPlugin BeautyPlugin; do
-        swift build "${flags[@]}" --product "$plugin" >&2
-    done
+    echo "== building the fuzz binary and the plugins it loads (the AddressSanitizer build, $scratch)" >&2
+    ./scripts/sanitizers.sh --build-only address >&2
     echo "== built in $((SECONDS - start)) s" >&2
 }
 

@@ -8,13 +8,23 @@
 #            heads under load, and follows the shared registry from a thread of its own.
 # Findings fail the run. Suppressions (.ci/lsan.supp, .ci/tsan.supp) are only for reports inside
 # dependencies, each with the reason.
-# Usage: scripts/sanitizers.sh [address|thread]...   (default: both)
+# Usage: scripts/sanitizers.sh [--build-only] [address|thread]...   (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 # Line tables are all a sanitizer report needs; full debug info makes the build slower.
-build_address() { swift build --build-tests --sanitize=address --scratch-path .build-asan -Xswiftc -gline-tables-only; }
+# The AddressSanitizer build is also the fuzzing build (scripts/fuzz.sh), so CI compiles the
+# package once for both: it carries the coverage instrumentation libFuzzer reads (what swiftc's
+# -sanitize=fuzzer and clang's -fsanitize=fuzzer-no-link add; without libFuzzer the sanitizer
+# runtime's no-op hooks take it), and only scenescore-fuzz links libFuzzer (Package.swift).
+build_address() {
+  local libfuzzer
+  libfuzzer=$(ls "$(dirname "$(readlink -f "$(command -v swiftc)")")"/../lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-"$(uname -m)".a | head -1)
+  SCENESCORE_LIBFUZZER=$(readlink -f "$libfuzzer") \
+    swift build --build-tests --sanitize=address --scratch-path .build-asan -Xswiftc -gline-tables-only \
+      -Xswiftc -sanitize-coverage=edge,indirect-calls,trace-cmp,inline-8bit-counters,pc-table -Xcc -fsanitize=fuzzer-no-link
+}
 build_thread() { swift build --build-tests --sanitize=thread --scratch-path .build-tsan -Xswiftc -gline-tables-only; }
 
 run_address() {
@@ -43,12 +53,13 @@ run_thread() {
   ! grep -q "WARNING: ThreadSanitizer" .build-tsan/test.log
 }
 
+action=run
+if [ "${1:-}" = "--build-only" ]; then action=build; shift; fi
 for kind in "${@:-address thread}"; do
   for k in $kind; do
     case "$k" in
-      address) run_address ;;
-      thread) run_thread ;;
-      *) echo "usage: $0 [address|thread]..." >&2; exit 2 ;;
+      address|thread) "${action}_$k" ;;
+      *) echo "usage: $0 [--build-only] [address|thread]..." >&2; exit 2 ;;
     esac
   done
 done

@@ -29,6 +29,11 @@ long scenescore_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
 int scenescore_TLS1_2_VERSION(void);
 long scenescore_SSL_MODE_partial_write(void);
 
+/// libFuzzer's entry for a program with a main of its own (libclang_rt.fuzzer_no_main, which only
+/// the fuzz executable links: Package.swift, SCENESCORE_LIBFUZZER). Declared here because
+/// libFuzzer ships no header.
+int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
+
 /// glibc's malloc_trim(0) when the heap holds more than `free_bytes_threshold` free bytes:
 /// returns free heap pages to the OS (malloc.h is not a Swift module). Returns 1 if it trimmed.
 int scenescore_malloc_trim_if_above(size_t free_bytes_threshold);
