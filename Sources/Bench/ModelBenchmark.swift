@@ -2,7 +2,9 @@ import Foundation
 import Kernels
 import Model
 
-/// `scenescore bench model`: one request's forward pass (backbone + head) on one core.
+/// `scenescore bench model`: one request's forward pass (backbone + head) on one core, or (with
+/// `requests` > 1) a batch of that many requests scored together, as the server batches requests
+/// that arrive together (`Forward.score(batch:)`), reported per request.
 public struct ModelReport: Encodable, Sendable {
     public struct Row: Encodable, Sendable {
         public let candidates: Int
@@ -25,9 +27,13 @@ public struct ModelReport: Encodable, Sendable {
         }
     }
     public let model: String
+    /// Requests per forward pass (1: each request alone).
+    public let requestsPerBatch: Int
     public let rows: [Row]
 
-    public static func measure(modelDirectory: String, scene: String?, candidates: [Int] = [1, 16, 256]) throws -> ModelReport {
+    public static func measure(modelDirectory: String, scene: String?, candidates: [Int] = [1, 16, 256],
+                               requests: Int = 1) throws -> ModelReport {
+        precondition(requests >= 1, "requests must be at least 1")
         let set = try ModelSet(directory: modelDirectory)
         let head = try benchmarkHead(set, scene: scene)
         let spec = set.backbone.spec
@@ -39,26 +45,33 @@ public struct ModelReport: Encodable, Sendable {
             let ctxDense = (0..<spec.contextDense).map { _ in rng.nextFloat() }
             let itemIDs = (0..<(n * spec.itemFields.count)).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
             let itemDense = (0..<(n * spec.itemDense)).map { _ in rng.nextFloat() }
-            var out = [Float](repeating: 0, count: n * head.spec.outputs.count)
+            var out = [Float](repeating: 0, count: requests * n * head.spec.outputs.count)
             let seconds = ctxIDs.withUnsafeBytes { ci in ctxDense.withUnsafeBytes { cd in
                 itemIDs.withUnsafeBytes { ii in itemDense.withUnsafeBytes { id in
                     out.withUnsafeMutableBufferPointer { o in
                         let input = ScoringInput(candidates: n, contextIDs: ci, contextDense: cd, itemIDs: ii, itemDense: id)
-                        return medianSecondsPerCall(minSeconds: 0.2) {
-                            Forward.score(input, backbone: set.backbone, head: head, workspace: ws, into: o)
+                        if requests == 1 {
+                            return medianSecondsPerCall(minSeconds: 0.2) {
+                                Forward.score(input, backbone: set.backbone, head: head, workspace: ws, into: o)
+                            }
                         }
+                        let batch = [ScoringInput](repeating: input, count: requests)
+                        return medianSecondsPerCall(minSeconds: 0.2) {
+                            Forward.score(batch: batch, backbone: set.backbone, head: head, workspace: ws, into: o)
+                        } / Double(requests)
                     }
                 }}
             }}
-            let shapes = layerShapes(spec, head.spec, candidates: n)
-            let flops = shapes.reduce(0.0) { $0 + 2.0 * Double($1.m * $1.k * $1.n) }
-            let kernelSeconds = kernelTime(shapes)
+            let shapes = layerShapes(spec, head.spec, candidates: n, requests: requests)
+            let flops = shapes.reduce(0.0) { $0 + 2.0 * Double($1.m * $1.k * $1.n) } / Double(requests)
+            let kernelSeconds = kernelTime(shapes) / Double(requests)
             rows.append(Row(candidates: n, microsecondsPerRequest: seconds * 1e6,
                             candidatesPerSecond: Double(n) / seconds,
                             forwardGFLOPS: flops / seconds / 1e9, kernelGFLOPS: flops / kernelSeconds / 1e9))
         }
         let interaction = head.spec.interaction > 0 ? ", interaction \(head.spec.interaction)" : ""
-        return ModelReport(model: "\(modelDirectory) (scene \(head.spec.scene), head \(head.spec.version)\(interaction))", rows: rows)
+        return ModelReport(model: "\(modelDirectory) (scene \(head.spec.scene), head \(head.spec.version)\(interaction))",
+                           requestsPerBatch: requests, rows: rows)
     }
 
     /// `scene`'s head, or (scene nil) the first scene's.
@@ -75,10 +88,12 @@ public struct ModelReport: Encodable, Sendable {
         return head
     }
 
-    /// The GEMMs of one forward pass, in order (M, K, N).
-    static func layerShapes(_ b: BackboneSpec, _ h: HeadSpec, candidates n: Int) -> [KernelBenchmark.Shape] {
-        var shapes = [KernelBenchmark.Shape(m: 1, k: b.contextWidth, n: b.hidden[0]),
-                      KernelBenchmark.Shape(m: n, k: b.itemWidth, n: b.hidden[0])]
+    /// The GEMMs of one forward pass over `requests` requests of `n` candidates each, in order
+    /// (M, K, N). Layer 0's item part runs once per request (each with its own context row as bias).
+    static func layerShapes(_ b: BackboneSpec, _ h: HeadSpec, candidates perRequest: Int, requests: Int = 1) -> [KernelBenchmark.Shape] {
+        let n = perRequest * requests
+        var shapes = [KernelBenchmark.Shape(m: requests, k: b.contextWidth, n: b.hidden[0])]
+            + Array(repeating: KernelBenchmark.Shape(m: perRequest, k: b.itemWidth, n: b.hidden[0]), count: requests)
         var width = b.hidden[0]
         for w in b.hidden.dropFirst() { shapes.append(.init(m: n, k: width, n: w)); width = w }
         shapes.append(.init(m: n, k: width, n: h.bottleneck))
@@ -87,8 +102,8 @@ public struct ModelReport: Encodable, Sendable {
         shapes.append(.init(m: n, k: width, n: h.outputs.count))
         // The towers run for heads with an interaction adapter: u, v, then w = uᵀ A (per output).
         if h.interaction > 0 {
-            shapes += [.init(m: 1, k: b.contextWidth, n: h.interaction), .init(m: n, k: b.itemWidth, n: h.interaction),
-                       .init(m: 1, k: h.interaction, n: h.outputs.count * h.interaction)]
+            shapes += [.init(m: requests, k: b.contextWidth, n: h.interaction), .init(m: n, k: b.itemWidth, n: h.interaction),
+                       .init(m: requests, k: h.interaction, n: h.outputs.count * h.interaction)]
         }
         return shapes
     }
@@ -122,6 +137,9 @@ public struct ModelReport: Encodable, Sendable {
                          + "\(format(r.forwardGFLOPS, 1)) | \(format(r.kernelGFLOPS, 1)) | \(format(r.fractionOfKernel, 2)) |")
         }
         lines.append("\nmodel: \(model)")
+        if requestsPerBatch > 1 {
+            lines.append("batches of \(requestsPerBatch) requests scored together (as the server batches them); figures per request")
+        }
         return lines.joined(separator: "\n")
     }
 }

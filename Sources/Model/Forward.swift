@@ -181,8 +181,7 @@ public enum Forward {
             for r in 0..<requests { for j in 0..<h0 { c0[r * h0 + j] = backbone.layer0Bias[j] } }
         }
 
-        // Layer 0, item part, for all candidates at once. One request: c0 is its bias. Several:
-        // each candidate's row of c0 is laid out as the GEMM's addend.
+        // Layer 0, item part: each request's rows with its own row of c0 as the bias.
         let iw = spec.itemWidth
         let x = ws.buffer(1, count: n * iw)
         let tables = backbone.itemTables, itemDense = spec.itemDense
@@ -204,20 +203,15 @@ public enum Forward {
         let v = ws.buffer(8, count: n * k)
         if let towers { GEMM.multiply(x, rows: n, stride: iw, by: towers.item, activation: .identity, into: v, stride: k) }
         let z = ws.buffer(2, count: n * h0)
-        if requests == 1 {
-            GEMM.multiply(x, rows: n, stride: iw, by: backbone.layer0Item, bias: c0, activation: .relu, into: z, stride: h0)
-        } else {
-            let broadcast = ws.buffer(3, count: n * h0)
-            var row = 0
-            for (r, input) in inputs.enumerated() {
-                for _ in 0..<input.candidates {
-                    (broadcast + row * h0).update(from: c0 + r * h0, count: h0)
-                    row += 1
-                }
-            }
-            // layer0Item carries no bias of its own: b0 is already inside each c0 row.
-            GEMM.multiply(x, rows: n, stride: iw, by: backbone.layer0Item, addend: broadcast, addendStride: h0,
-                          activation: .relu, into: z, stride: h0)
+        // One GEMM per request: the weights (item width × h0) stay in L1/L2 across the calls, and
+        // this reads no n × h0 addend (each candidate's copy of its c0 row), which costs more
+        // than the row blocks a request boundary splits. layer0Item carries no bias of its own:
+        // b0 is already inside each c0 row.
+        var row = 0
+        for (r, input) in inputs.enumerated() where input.candidates > 0 {
+            GEMM.multiply(x + row * iw, rows: input.candidates, stride: iw, by: backbone.layer0Item, bias: c0 + r * h0,
+                          activation: .relu, into: z + row * h0, stride: h0)
+            row += input.candidates
         }
 
         // Layers 1…: h (n × width).

@@ -47,12 +47,16 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Candidates per request, comma-separated (default 1,16,256; with --against 1,4,16,64,256,1024).",
             transform: parseCounts)
     var candidates: [Int]?
+    @Option(help: "Requests scored together in one forward pass, as the server batches requests that arrive together (figures per request; not with --against).")
+    var requests = 1
     @Option(help: "With --against: interleaved rounds (the figures are medians over rounds).") var rounds = 10
     @Option(help: "With --against: the core both sides are pinned to.") var core = 0
     @Option(help: "With --against onnxruntime: the ONNX Runtime side.") var ortReference = "scripts/bench/ort_reference.py"
 
     func validate() throws {
         guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+        guard requests >= 1 else { throw ValidationError("--requests must be at least 1") }
+        guard requests == 1 || against == nil else { throw ValidationError("--requests cannot be combined with --against (the ONNX graph scores one request)") }
     }
 
     func run() throws {
@@ -64,7 +68,8 @@ struct BenchModel: ParsableCommand {
                 rounds: rounds, core: core, script: ortReference)
             try output.emit(report, markdown: report.markdown)
         case nil:
-            let report = try ModelReport.measure(modelDirectory: model.modelDir, scene: scene, candidates: candidates ?? [1, 16, 256])
+            let report = try ModelReport.measure(modelDirectory: model.modelDir, scene: scene, candidates: candidates ?? [1, 16, 256],
+                                                 requests: requests)
             try output.emit(report, markdown: report.markdown)
         }
     }
