@@ -390,49 +390,56 @@ private func parseDecimal(_ bytes: UnsafeRawBufferPointer) -> Int? {
 
 // MARK: - C trampolines: check pointers, find the session, hand off.
 
+/// Calls `body` with the session behind `userData` without retaining it (these run several
+/// times per request): the session owns the nghttp2_session whose callback this is, so it
+/// outlives the call.
 @inline(__always)
-private func sessionFrom(_ userData: UnsafeMutableRawPointer?) -> ServerSession? {
-    userData.map { Unmanaged<ServerSession>.fromOpaque($0).takeUnretainedValue() }
+private func withSession<R>(_ userData: UnsafeMutableRawPointer?, _ fallback: R, _ body: (ServerSession) -> R) -> R {
+    guard let userData else { return fallback }
+    return Unmanaged<ServerSession>.fromOpaque(userData)._withUnsafeGuaranteedRef(body)
 }
 
 private func onBeginHeaders(_ s: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let frame, let session = sessionFrom(userData),
-          frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
+    guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
           frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
-    session.beginHeaders(streamID: frame.pointee.hd.stream_id)
+    withSession(userData, ()) { $0.beginHeaders(streamID: frame.pointee.hd.stream_id) }
     return 0
 }
 
 private func onHeader(_ s: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ name: UnsafePointer<UInt8>?, _ namelen: Int,
                       _ value: UnsafePointer<UInt8>?, _ valuelen: Int, _ flags: UInt8, _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let frame, let session = sessionFrom(userData), let name, let value,
-          frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
-    return session.header(streamID: frame.pointee.hd.stream_id,
-                          name: UnsafeRawBufferPointer(start: name, count: namelen),
-                          value: UnsafeRawBufferPointer(start: value, count: valuelen))
+    guard let frame, let name, let value, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
+    return withSession(userData, 0) {
+        $0.header(streamID: frame.pointee.hd.stream_id, name: UnsafeRawBufferPointer(start: name, count: namelen),
+                  value: UnsafeRawBufferPointer(start: value, count: valuelen))
+    }
 }
 
 private func onFrameRecv(_ s: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let frame, let session = sessionFrom(userData) else { return 0 }
-    return session.frameReceived(type: frame.pointee.hd.type, flags: frame.pointee.hd.flags, streamID: frame.pointee.hd.stream_id)
+    guard let frame else { return 0 }
+    return withSession(userData, 0) {
+        $0.frameReceived(type: frame.pointee.hd.type, flags: frame.pointee.hd.flags, streamID: frame.pointee.hd.stream_id)
+    }
 }
 
 private func onDataChunkRecv(_ s: OpaquePointer?, _ flags: UInt8, _ streamID: Int32, _ data: UnsafePointer<UInt8>?, _ len: Int,
                              _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let session = sessionFrom(userData), let data else { return 0 }
-    return session.dataChunk(streamID: streamID, UnsafeRawBufferPointer(start: data, count: len))
+    guard let data else { return 0 }
+    return withSession(userData, 0) { $0.dataChunk(streamID: streamID, UnsafeRawBufferPointer(start: data, count: len)) }
 }
 
 private func onStreamClose(_ s: OpaquePointer?, _ streamID: Int32, _ errorCode: UInt32, _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    sessionFrom(userData)?.streamClosed(streamID: streamID)
+    withSession(userData, ()) { $0.streamClosed(streamID: streamID) }
     return 0
 }
 
 private func readResponseCallback(_ s: OpaquePointer?, _ streamID: Int32, _ buf: UnsafeMutablePointer<UInt8>?, _ length: Int,
                                   _ flags: UnsafeMutablePointer<UInt32>?, _ source: UnsafeMutablePointer<nghttp2_data_source>?,
                                   _ userData: UnsafeMutableRawPointer?) -> Int {
-    guard let session = sessionFrom(userData), let buf, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-    return session.readResponse(streamID: streamID, into: buf, length: length, flags: flags)
+    guard let buf, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    return withSession(userData, Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)) {
+        $0.readResponse(streamID: streamID, into: buf, length: length, flags: flags)
+    }
 }
 
 #if canImport(Glibc)
