@@ -50,7 +50,6 @@ final class ClientSession: NGHTTP2Endpoint, H2Session {
     private(set) var idleSince = NIODeadline.now()
     private var closed = false
     private var headerBlock = HeaderBlock()
-    var onStreamCountChange: ((Int) -> Void)?
     let streamTimeout: TimeAmount
 
     init(limits: H2Limits) throws {
@@ -116,7 +115,6 @@ final class ClientSession: NGHTTP2Endpoint, H2Session {
             return
         }
         streams[id] = stream
-        onStreamCountChange?(1)
     }
 
     // MARK: - Callback bodies
@@ -139,7 +137,6 @@ final class ClientSession: NGHTTP2Endpoint, H2Session {
     fileprivate func streamClosed(streamID: Int32, errorCode: UInt32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         if streams.isEmpty { idleSince = .now() }
-        onStreamCountChange?(-1)
         // A complete response counts even if a reset followed it (a server may answer early
         // and reset the rest of our upload with NO_ERROR, RFC 9113 §8.1).
         if stream.complete && stream.status > 0 {

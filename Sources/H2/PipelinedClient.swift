@@ -258,7 +258,6 @@ final class PipelinedClientSession: NGHTTP2Endpoint, H2Session {
     private var failure: String?
     private(set) var bytesReceived = 0
     private(set) var bytesSent = 0
-    var onStreamCountChange: ((Int) -> Void)?
     private(set) var flush: (() -> Void)?
     /// Streams reset by our own timeout, so their close reports `timedOut`.
     private var timedOut: Set<Int32> = []
@@ -386,7 +385,6 @@ final class PipelinedClientSession: NGHTTP2Endpoint, H2Session {
         slot.pointee.complete = false
         slot.pointee.openedAt = NIODeadline.now().uptimeNanoseconds
         inFlight += 1
-        // (No onStreamCountChange: the transport's in-flight gauge is a server metric.)
         return index
     }
 

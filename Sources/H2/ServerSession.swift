@@ -77,8 +77,6 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
     private(set) var sawPeerSettings = false
     /// When the last stream closed (or the session began): drives the idle timeout.
     private(set) var idleSince = NIODeadline.now()
-    /// Called when the number of open streams changes (+1 / −1), for the in-flight gauge.
-    var onStreamCountChange: ((Int) -> Void)?
     /// Deferred requests (`answersLater`) whose responder has not completed yet.
     private(set) var deferredInFlight = 0
     /// The connection's loop and flush, for deferred responses (`attach`).
@@ -208,7 +206,6 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
         let stream = pool.popLast() ?? Stream()
         stream.reset(id: streamID, now: .now())
         streams[streamID] = stream
-        onStreamCountChange?(1)
     }
 
     fileprivate func header(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Int32 {
@@ -271,7 +268,6 @@ final class ServerSession: NGHTTP2Endpoint, H2Session {
         if sent.capacity > 0 { handler.recycle(responseBody: sent) }
         if pool.count < 64 && !stream.queued { pool.append(stream) }
         if streams.isEmpty { idleSince = .now() }
-        onStreamCountChange?(-1)
     }
 
     /// Reads the stream's response body for nghttp2's DATA frames.

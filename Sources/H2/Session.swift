@@ -14,7 +14,6 @@ protocol H2Session: AnyObject {
     /// True once the peer's first SETTINGS arrived (for a server: the client preface).
     var sawPeerSettings: Bool { get }
     var idleSince: NIODeadline { get }
-    var onStreamCountChange: ((Int) -> Void)? { get set }
     func goAway()
     /// Resets streams still incomplete at `deadline`; returns how many.
     func resetStalledStreams(openedBefore deadline: NIODeadline) -> Int
