@@ -490,8 +490,9 @@ class Bench:
         print("Where the rest goes: the same request bytes without scoring. T counts a header-only GET; a scoring "
               "request also carries its body in (TLS, HTTP/2 DATA frames, the copy into the request) and a body "
               "out. T_body(N) is h2load POSTing the N-candidate body to /healthz: the server answers 405 at the "
-              "headers and the body still crosses TLS and nghttp2, discarded rather than collected (so T_body is "
-              "slightly optimistic); B_body(N) = 1 / (1/T_body(N) + f(N)) is what one core could do if scoring added nothing but "
+              "headers and the body still crosses TLS and nghttp2, discarded rather than collected (optimistic), "
+              "while the answer is a problem document encoded per request (pessimistic: about a tenth of that "
+              "run's server time by perf); B_body(N) = 1 / (1/T_body(N) + f(N)) is what one core could do if scoring added nothing but "
               "the forward pass to moving those bytes (a diagnosis, not the issue's target).")
         print()
         print("| candidates | body bytes | T_body(N) req/s | B_body(N) req/s | h2load measured req/s | measured / B_body(N) | rounds |")
