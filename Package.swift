@@ -208,3 +208,18 @@ let package = Package(
                     swiftSettings: vectorISA),
     ]
 )
+
+// ThreadSanitizer runs only the transport, server and registry tests (scripts/sanitizers.sh
+// thread). SCENESCORE_TEST_SUBSET=concurrency makes that build compile only those tests and what
+// they import, not the training, benchmark, load-tool, fuzzing, plugin and command-line targets
+// (which every other build and test run covers). A target the kept ones start to depend on
+// must be added here: the TSan build then says which is missing.
+if ProcessInfo.processInfo.environment["SCENESCORE_TEST_SUBSET"] == "concurrency" {
+    let kept: Set<String> = [
+        "CNGHTTP2", "COpenSSL", "CShims", "CLibPQ", "CCPUFeatures", "KernelsCore", "KernelsAVX512", "Kernels",
+        "Model", "Wire", "H2", "ScenePluginABI", "Scenes", "RegistryPostgres", "Server",
+        "H2Tests", "ServerTests", "ScenesTests", "RegistryPostgresTests",
+    ]
+    package.targets.removeAll { !kept.contains($0.name) }
+    package.products.removeAll()
+}
