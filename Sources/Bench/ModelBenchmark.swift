@@ -91,6 +91,11 @@ public struct ModelReport: Encodable, Sendable {
     /// The GEMMs of one forward pass over `requests` requests of `n` candidates each, in order
     /// (M, K, N). Layer 0's item part runs once per request (each with its own context row as bias).
     static func layerShapes(_ b: BackboneSpec, _ h: HeadSpec, candidates perRequest: Int, requests: Int = 1) -> [KernelBenchmark.Shape] {
+        if requests == 1 && perRequest > Forward.candidatesPerPass {  // a large request runs in passes
+            return stride(from: 0, to: perRequest, by: Forward.candidatesPerPass).flatMap { first in
+                layerShapes(b, h, candidates: min(Forward.candidatesPerPass, perRequest - first))
+            }
+        }
         let n = perRequest * requests
         var shapes = [KernelBenchmark.Shape(m: requests, k: b.contextWidth, n: b.hidden[0])]
             + Array(repeating: KernelBenchmark.Shape(m: perRequest, k: b.itemWidth, n: b.hidden[0]), count: requests)

@@ -113,4 +113,47 @@ import Testing
             #expect(abs(got - want) <= 1e-5 * max(abs(want), 1e-3), "score \(i): batch \(got), alone \(want)")
         }
     }
+
+    /// A request larger than one pass (`Forward.candidatesPerPass`) is scored in passes: every
+    /// candidate gets the score it gets in a request of its own (with the two-tower interaction
+    /// too, whose user tower each pass recomputes).
+    @Test(arguments: [0, 8])
+    func largeRequestInPassesMatchesItsCandidatesAlone(interaction: Int) throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try DefaultModel.write(to: dir, seed: 5, interaction: interaction)
+        let set = try ModelSet(directory: dir)
+        let spec = set.backbone.spec
+        let head = try #require(set.heads["beauty"])
+        #expect(head.spec.interaction == interaction)
+        let k = head.spec.outputs.count
+        let n = 2 * Forward.candidatesPerPass + 37
+        var seed: UInt32 = 777
+        func next() -> UInt32 { seed = seed &* 1_664_525 &+ 1_013_904_223; return seed }
+        let ci = (0..<spec.contextFields.count).map { _ in next() }
+        let cd = (0..<spec.contextDense).map { _ in Float(next() % 1000) / 500 - 1 }
+        let ii = (0..<(n * spec.itemFields.count)).map { _ in next() }
+        let id = (0..<(n * spec.itemDense)).map { _ in Float(next() % 1000) / 500 - 1 }
+        let ws = ForwardWorkspace()
+        var whole = [Float](repeating: -1, count: n * k), alone = [Float](repeating: -2, count: n * k)
+        ci.withUnsafeBytes { a in cd.withUnsafeBytes { b in ii.withUnsafeBytes { c in id.withUnsafeBytes { d in
+            whole.withUnsafeMutableBufferPointer {
+                Forward.score(ScoringInput(candidates: n, contextIDs: a, contextDense: b, itemIDs: c, itemDense: d),
+                              backbone: set.backbone, head: head, workspace: ws, into: $0)
+            }
+            let idBytes = 4 * spec.itemFields.count, denseBytes = 4 * spec.itemDense
+            alone.withUnsafeMutableBufferPointer { out in
+                for j in 0..<n {
+                    let one = ScoringInput(candidates: 1, contextIDs: a, contextDense: b,
+                                           itemIDs: UnsafeRawBufferPointer(rebasing: c[(j * idBytes)..<((j + 1) * idBytes)]),
+                                           itemDense: UnsafeRawBufferPointer(rebasing: d[(j * denseBytes)..<((j + 1) * denseBytes)]))
+                    Forward.score(one, backbone: set.backbone, head: head, workspace: ws,
+                                  into: UnsafeMutableBufferPointer(rebasing: out[(j * k)..<((j + 1) * k)]))
+                }
+            }
+        }}}}
+        for (i, (got, want)) in zip(whole, alone).enumerated() {
+            #expect(abs(got - want) <= 1e-5 * max(abs(want), 1e-3), "candidate \(i / k): in passes \(got), alone \(want)")
+        }
+    }
 }
