@@ -111,8 +111,8 @@ public enum Forward {
 
     /// Candidates one pass through the network scores at most. Between layers a pass's
     /// activations (about 2 KiB per candidate for the default model) then stay in L2 rather
-    /// than streaming through L3: 1,024 candidates in one pass cost ~8 % more per candidate
-    /// than in four (`scenescore bench model`, Xeon with 2 MiB L2; flat from 128 to 384).
+    /// than streaming through L3: 1,024 candidates took 936 µs in one pass against 883 in four
+    /// (`scenescore bench model`, a Xeon with 2 MiB of L2; per candidate it is flat from 128 to 384).
     /// The context part (one GEMV per pass) is all a pass repeats.
     public static let candidatesPerPass = 256
 
