@@ -499,12 +499,9 @@ final class PipelinedClientSession: NGHTTP2Endpoint, H2Session {
     }
 }
 
-/// Calls `body` with the session behind `userData` without retaining it: the session owns the
-/// nghttp2_session whose callback this is, so it outlives the call.
 @inline(__always)
 private func withSession<R>(_ userData: UnsafeMutableRawPointer?, _ fallback: R, _ body: (PipelinedClientSession) -> R) -> R {
-    guard let userData else { return fallback }
-    return Unmanaged<PipelinedClientSession>.fromOpaque(userData)._withUnsafeGuaranteedRef(body)
+    withUnretainedSession(userData, fallback, body)
 }
 
 private func pipelinedOnHeader(_ s: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ name: UnsafePointer<UInt8>?, _ namelen: Int,

@@ -386,13 +386,9 @@ private func parseDecimal(_ bytes: UnsafeRawBufferPointer) -> Int? {
 
 // MARK: - C trampolines: check pointers, find the session, hand off.
 
-/// Calls `body` with the session behind `userData` without retaining it (these run several
-/// times per request): the session owns the nghttp2_session whose callback this is, so it
-/// outlives the call.
 @inline(__always)
 private func withSession<R>(_ userData: UnsafeMutableRawPointer?, _ fallback: R, _ body: (ServerSession) -> R) -> R {
-    guard let userData else { return fallback }
-    return Unmanaged<ServerSession>.fromOpaque(userData)._withUnsafeGuaranteedRef(body)
+    withUnretainedSession(userData, fallback, body)
 }
 
 private func onBeginHeaders(_ s: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?) -> Int32 {

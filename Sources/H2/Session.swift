@@ -128,3 +128,13 @@ class NGHTTP2Endpoint {
         return n
     }
 }
+
+/// Calls `body` with the session behind an nghttp2 callback's `userData` (`fallback` when there
+/// is none) without retaining it, since callbacks run several times per request: the session
+/// owns the nghttp2_session whose callback this is, so it outlives the call.
+@inline(__always)
+func withUnretainedSession<Session: AnyObject, R>(_ userData: UnsafeMutableRawPointer?, _ fallback: R,
+                                                   _ body: (Session) -> R) -> R {
+    guard let userData else { return fallback }
+    return Unmanaged<Session>.fromOpaque(userData)._withUnsafeGuaranteedRef(body)
+}

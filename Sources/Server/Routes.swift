@@ -28,6 +28,15 @@ enum Route: Equatable {
     }
 }
 
+extension Route {
+    /// A request's route: the one `precheck` noted in its tag, else parsed from its path
+    /// (requests that never went through `precheck`, e.g. tests calling `respond` directly).
+    init?(of head: H2RequestHead) {
+        guard let route = RequestTag(head.tag).route ?? Route(path: head.path) else { return nil }
+        self = route
+    }
+}
+
 /// What `precheck` worked out about a request, carried in `H2RequestHead.tag` to `respond` so
 /// neither the path nor the content type is parsed twice: the route in the low byte (0: not
 /// noted, e.g. a model-ready path, whose scene name does not fit), the scoring encoding in the

@@ -81,7 +81,7 @@ public final class ScoringApp: H2RequestHandler {
     }
 
     public func respond(to head: H2RequestHead, body: UnsafeRawBufferPointer) -> H2Response {
-        guard let route = RequestTag(head.tag).route ?? Route(path: head.path) else { return Responses.problem(.notFound(path: head.path)) }
+        guard let route = Route(of: head) else { return Responses.problem(.notFound(path: head.path)) }
         return respond(route, head, body: body)
     }
 
@@ -125,7 +125,7 @@ public final class ScoringApp: H2RequestHandler {
         var responses = [H2Response?](repeating: nil, count: requests.count)
         var scoring: [(index: Int, head: H2RequestHead, body: UnsafeRawBufferPointer)] = []
         for (i, r) in requests.enumerated() {
-            guard let route = RequestTag(r.head.tag).route ?? Route(path: r.head.path) else {
+            guard let route = Route(of: r.head) else {
                 responses[i] = Responses.problem(.notFound(path: r.head.path))
                 continue
             }
@@ -138,7 +138,7 @@ public final class ScoringApp: H2RequestHandler {
     public func recycle(responseBody: [UInt8]) { scorer.recycle(responseBody) }
 
     public func answersLater(_ head: H2RequestHead) -> Bool {
-        batchQueue != nil && head.method == "POST" && (RequestTag(head.tag).route ?? Route(path: head.path)) == .score
+        batchQueue != nil && head.method == "POST" && Route(of: head) == .score
     }
 
     public func respond(to head: H2RequestHead, body: [UInt8], responder: H2Responder) {
